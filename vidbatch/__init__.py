@@ -1,0 +1,18 @@
+"""vidbatch: video archives -> per-clip predictions and embeddings in Parquet, on Ray Data."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from vidbatch.config import JobConfig
+    from vidbatch.manifest import RunSummary
+
+
+def run(config: JobConfig | dict[str, Any]) -> RunSummary:
+    """Python API: validate the config, run the job (embedded local Ray unless an address is set), return its summary."""
+    from vidbatch.config import validate_config
+    from vidbatch.pipeline import run as run_pipeline
+
+    return run_pipeline(validate_config(config))

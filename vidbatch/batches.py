@@ -1,0 +1,117 @@
+"""Columnar batches passed between stages, and the decode stage that produces them.
+
+A frames batch holds B clips: `frames` (B, K, H, W, 3) uint8 padded to the job's K, `n_frames` (B,),
+the clip key columns and error columns. A failed work unit travels as a row with `error_stage` set and
+no frames, so failures reach the driver through the same stream as results.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vidbatch.clips import ClipPlan, WorkUnit
+from vidbatch.config import ClipConfig, DecodeConfig, SamplingConfig
+from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
+from vidbatch.errors import ErrorRow
+from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
+
+Batch = dict[str, np.ndarray]
+
+
+def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
+    """K: the fixed frame axis every clip is padded to, so all blocks share one tensor shape."""
+    if sampling.sample_fps is None:
+        return sampling.frames_per_clip or 1
+    return math.ceil(clip_cfg.clip_seconds * sampling.sample_fps) + 1
+
+
+def _rows_to_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
+    b = len(rows)
+    frames = np.zeros((b, k, spec.crop, spec.crop, 3), dtype=np.uint8)
+    times = np.zeros((b, k), dtype=np.float64)
+    n_frames = np.zeros(b, dtype=np.int32)
+    for i, r in enumerate(rows):
+        if r.get("frames") is not None:
+            n = len(r["frames"])
+            frames[i, :n] = r["frames"]
+            times[i, :n] = r["frame_times_s"]
+            n_frames[i] = n
+    batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames}
+    for name, default in [
+        ("video_id", ""), ("video_uri", ""), ("clip_id", ""), ("clip_index", -1), ("start_s", 0.0), ("end_s", 0.0),
+        ("error_stage", ""), ("error_type", ""), ("error_message", ""),
+    ]:
+        batch[name] = np.array([r.get(name, default) if r.get(name) is not None else default for r in rows])
+    return batch
+
+
+def _clip_row(unit: WorkUnit, decoded: DecodedClip) -> dict[str, Any]:
+    c = decoded.clip
+    return {
+        "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": c.clip_id, "clip_index": c.clip_index,
+        "start_s": c.start_s, "end_s": c.end_s, "frames": decoded.frames, "frame_times_s": decoded.frame_times_s,
+    }
+
+
+def _error_row(unit: WorkUnit, failed: list[ClipPlan], exc: BaseException) -> dict[str, Any]:
+    err = ErrorRow.from_exception(uri=unit.uri, stage="decode", exc=exc, video_id=unit.video_id)
+    return {
+        "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": failed[0].clip_id, "clip_index": failed[0].clip_index,
+        "start_s": failed[0].start_s, "end_s": failed[-1].end_s,
+        "error_stage": err.stage, "error_type": err.error_type, "error_message": err.message,
+    }
+
+
+@dataclass(frozen=True)
+class DecodeStage:
+    """Work-unit rows in (`unit_json`), one frames batch per decoded clip out; Ray-free."""
+
+    spec: FrameSpec
+    decode: DecodeConfig
+    samples_per_clip: int
+    storage_options: dict[str, Any] | None = None
+
+    def __call__(self, batch: Batch) -> Iterator[Batch]:
+        for payload in batch["unit_json"]:
+            unit = WorkUnit.from_dict(json.loads(payload))
+            done = 0
+            try:
+                for decoded in decode_unit(unit, self.spec, self.decode.strategy, self.decode.threads, self.storage_options):
+                    yield _rows_to_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
+                    done += 1
+            except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
+                yield _rows_to_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
+
+
+def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list]) -> pa.Table:
+    """Drop frames; keep clip keys, error columns and the tasks' columns (None on error rows)."""
+    n = len(batch["clip_id"])
+    ok = batch["error_stage"] == ""
+    times = [batch["frame_times_s"][i, : batch["n_frames"][i]].tolist() for i in range(n)]
+    columns: dict[str, Any] = {
+        "video_id": batch["video_id"], "video_uri": batch["video_uri"], "clip_id": batch["clip_id"],
+        "clip_index": batch["clip_index"].astype(np.int32), "start_s": batch["start_s"], "end_s": batch["end_s"],
+        "frame_times_s": times,
+    }
+    for f in RESULT_ERROR_FIELDS:
+        columns[f.name] = [v or None for v in batch[f.name].tolist()]
+    key_names = {f.name for f in CLIP_KEY_FIELDS} | {f.name for f in RESULT_ERROR_FIELDS}
+    for f in schema:
+        if f.name in key_names:
+            continue
+        values = iter(task_columns.get(f.name, []))
+        columns[f.name] = [next(values) if good else None for good in ok] if f.name in task_columns else [None] * n
+    arrays = []
+    for f in schema:
+        col = columns[f.name]
+        if pa.types.is_fixed_size_list(f.type):
+            arrays.append(pa.array([None if v is None else np.asarray(v, np.float32) for v in col], type=f.type))
+        else:
+            arrays.append(pa.array(col, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

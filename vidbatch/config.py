@@ -1,0 +1,186 @@
+"""One typed job configuration, validated once at the edge (CLI, Python API, job entrypoints).
+
+Stages never see this object whole: the pipeline hands each one only the sub-config it uses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a config must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(StrictModel):
+    extensions: tuple[str, ...] = Field(DEFAULT_EXTENSIONS, description="Suffixes picked up when listing directories and globs.")
+    manifest_suffixes: tuple[str, ...] = Field((".txt", ".lst"), description="An input with one of these suffixes is a manifest: one URL per line.")
+
+
+class ClipConfig(StrictModel):
+    clip_seconds: float = Field(2.0, gt=0, description="Length of a fixed clip window.")
+    stride_seconds: float | None = Field(None, gt=0, description="Distance between clip starts; defaults to clip_seconds (no overlap).")
+    last_clip: Literal["keep", "drop", "pad"] = Field(
+        "keep",
+        description="What to do with a final window shorter than clip_seconds: keep it short, drop it, or pad it back to a full window ending at the video end.",
+    )
+    min_last_clip_seconds: float = Field(0.5, ge=0, description="A short last clip below this length is dropped even with last_clip=keep.")
+
+    @property
+    def stride(self) -> float:
+        return self.stride_seconds or self.clip_seconds
+
+
+class SamplingConfig(StrictModel):
+    frames_per_clip: int | None = Field(8, gt=0, le=512, description="Frames sampled uniformly from each clip.")
+    sample_fps: float | None = Field(None, gt=0, description="Instead of frames_per_clip: sample at this rate.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SamplingConfig:
+        if self.sample_fps is not None and "frames_per_clip" in self.model_fields_set:
+            raise ValueError("set either frames_per_clip or sample_fps, not both")
+        if self.sample_fps is not None:
+            object.__setattr__(self, "frames_per_clip", None)
+        return self
+
+
+class DecodeConfig(StrictModel):
+    strategy: Literal["auto", "sequential", "seek"] = Field(
+        "auto", description="auto seeks only across gaps longer than the keyframe interval; sequential never seeks; seek always does."
+    )
+    unit_seconds: float = Field(60.0, gt=0, description="A video is cut into work units of about this much footage.")
+    threads: int = Field(0, ge=0, description="Decoder threads per task; 0 lets FFmpeg choose (thread_type AUTO).")
+    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per decode task.")
+    memory_mb: int = Field(
+        512, gt=0, description="Memory reserved per decode task; also keeps Ray from fusing decode into the inference actors."
+    )
+
+
+class TaskConfig(StrictModel):
+    task: str = Field("classify", description="Name in the task registry.")
+    model: str = Field("mobilenet_v2", description="Architecture name (torchvision model name for the built-in tasks).")
+    weights: str | None = Field(
+        "IMAGENET1K_V1", description="torchvision weight name (enum member or 'DEFAULT'); gives class names and preprocessing."
+    )
+    weights_path: str | None = Field(None, description="Local path or fsspec URL of a state dict; overrides the torch cache download.")
+    top_k: int = Field(5, gt=0, le=100)
+
+
+class InferenceConfig(StrictModel):
+    batch_size: int = Field(64, gt=0, description="Frames per forward pass.")
+    num_actors: int = Field(1, gt=0, description="Inference actors in the pool.")
+    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs per actor; also its torch thread count.")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per actor; default 1 when the cluster has GPUs, else 0.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast dtype on CUDA; CPU always runs fp32.")
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
+    num_cpus: int | None = Field(None, gt=0, description="CPUs for an embedded local Ray.")
+    progress_bars: bool = True
+
+
+class OutputConfig(StrictModel):
+    rows_per_file: int = Field(50_000, gt=0)
+    show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
+
+
+class JobConfig(StrictModel):
+    inputs: list[str] = Field(default_factory=list, description="Video files, directories, globs or manifests; any fsspec URL.")
+    output: str | None = Field(None, description="Output directory; any fsspec URL.")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="Passed to fsspec for inputs and outputs.")
+    input: InputConfig = InputConfig()
+    clips: ClipConfig = ClipConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    decode: DecodeConfig = DecodeConfig()
+    tasks: list[TaskConfig] = Field(default_factory=lambda: [TaskConfig()], description="Empty list: decode only.")
+    inference: InferenceConfig = InferenceConfig()
+    ray: RayConfig = RayConfig()
+    out: OutputConfig = OutputConfig()
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _tasks_known(self) -> JobConfig:
+        from vidbatch.tasks import TASKS
+
+        for i, t in enumerate(self.tasks):
+            if t.task not in TASKS:
+                raise ValueError(f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}")
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the user (field path first)."""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Apply one `a.b.0.c=value` override onto nested dicts and lists."""
+    keys = dotted.split(".")
+    node: Any = data
+    for key, nxt in zip(keys, keys[1:] + [None]):
+        if isinstance(node, list):
+            if not key.isdigit():
+                raise ConfigError(f"{dotted}: {key!r} is not a list index")
+            idx = int(key)
+            node.extend({} for _ in range(idx + 1 - len(node)))
+            slot: Any = idx
+        else:
+            slot = key
+        if nxt is None:
+            node[slot] = value
+        else:
+            if not isinstance(node[slot] if isinstance(node, list) else node.get(slot), (dict, list)):
+                node[slot] = [] if nxt.isdigit() else {}
+            node = node[slot]
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> JobConfig:
+    """Build a JobConfig from an optional YAML file, then dotted `--set k=v` strings, then explicit overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path}: not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        data = loaded or {}
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        _set_path(data, key.strip(), yaml.safe_load(raw))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
+    if isinstance(data, JobConfig):
+        data = data.model_dump()
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None

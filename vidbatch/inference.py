@@ -1,0 +1,79 @@
+"""Batched inference over clip frames: one model load per actor, every configured task from the same frames.
+
+A plain callable class: Ray Data runs it in an actor pool, tests call it directly.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from vidbatch.batches import Batch, result_table
+from vidbatch.config import InferenceConfig, TaskConfig
+from vidbatch.decode import DEFAULT_FRAME_SPEC, FrameSpec
+from vidbatch.schema import result_schema
+from vidbatch.tasks import get_task
+
+
+def pick_device(cfg: InferenceConfig) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def task_output_fields(tasks: list[TaskConfig]) -> list[pa.Field]:
+    fields: list[pa.Field] = []
+    for t in tasks:
+        fields.extend(get_task(t.task).output_fields(t))
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise ValueError(f"tasks produce clashing columns: {names}")
+    return fields
+
+
+def frame_spec_for(tasks: list[TaskConfig]) -> FrameSpec:
+    """The one frame size every task reads (each clip is decoded once); decode-only jobs use the default."""
+    specs = {get_task(t.task).frame_spec(t) for t in tasks} or {DEFAULT_FRAME_SPEC}
+    if len(specs) > 1:
+        raise ValueError(f"tasks need different frame sizes {sorted(specs, key=str)}; a job decodes each clip once")
+    return specs.pop()
+
+
+class ClipInferenceActor:
+    """Frames batch in, result table out (clip keys, error pass-through, every task's columns)."""
+
+    def __init__(self, tasks: list[TaskConfig], cfg: InferenceConfig, storage_options: dict[str, Any] | None = None):
+        self.device = pick_device(cfg)
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(cfg.num_cpus)))
+        self.batch_size = cfg.batch_size
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.schema = result_schema(task_output_fields(tasks))
+        self.tasks = [get_task(t.task)(t, self.device, storage_options) for t in tasks]
+
+    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(frames)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.autocast_dtype is not None:
+            return torch.autocast("cuda", dtype=self.autocast_dtype)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def __call__(self, batch: Batch) -> pa.Table:
+        ok = np.flatnonzero(batch["error_stage"] == "")
+        lengths = batch["n_frames"][ok].tolist()
+        columns: dict[str, list] = {}
+        if ok.size and self.tasks:
+            frames = np.concatenate([batch["frames"][i, :n] for i, n in zip(ok, lengths)])
+            x = self._to_device(frames)
+            with self._autocast():
+                for task in self.tasks:
+                    columns.update(task.predict(x, lengths, self.batch_size))
+        return result_table(batch, self.schema, columns)

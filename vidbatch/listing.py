@@ -1,0 +1,99 @@
+"""List input videos through fsspec and fingerprint each one.
+
+An input that cannot be read is returned as an error row, never skipped: users must be able to see
+every path the job was asked for and did not process.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from vidbatch.config import InputConfig
+from vidbatch.errors import ErrorRow
+from vidbatch.ids import fingerprint_for, video_id_for
+
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One input video as listed: where it is and what version of it we saw."""
+
+    uri: str
+    size: int
+    version: str  # ETag for object stores, mtime for file systems: changes when the content may have changed
+
+    @property
+    def video_id(self) -> str:
+        return video_id_for(self.uri)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_for(self.uri, self.size, self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _version(info: dict[str, Any]) -> str:
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "updated", "created"):
+        if info.get(key) is not None:
+            return str(info[key]).strip('"')
+    return ""
+
+
+def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return path if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) else fs.unstrip_protocol(path)
+
+
+def _source(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> VideoSource:
+    return VideoSource(uri=_full_uri(fs, path), size=int(info.get("size") or 0), version=_version(info))
+
+
+def _has_suffix(path: str, suffixes: tuple[str, ...]) -> bool:
+    return path.lower().endswith(tuple(s.lower() for s in suffixes))
+
+
+def list_videos(
+    inputs: list[str], cfg: InputConfig, storage_options: dict[str, Any] | None = None
+) -> tuple[list[VideoSource], list[ErrorRow], int]:
+    """Expand files, directories (recursive), globs and manifests into sources.
+
+    Returns (sources in a stable order without duplicates, error rows for unreadable inputs,
+    count of files under directories/globs ignored because of their suffix).
+    """
+    sources: dict[str, VideoSource] = {}
+    errors: list[ErrorRow] = []
+    ignored = 0
+    pending = list(inputs)
+    while pending:
+        url = pending.pop(0)
+        try:
+            fs, path = url_to_fs(url, **(storage_options or {}))
+            if any(c in path for c in GLOB_CHARS):
+                found = fs.glob(path, detail=True)
+                if not found:
+                    raise FileNotFoundError(f"glob matched nothing: {url}")
+                entries = {p: i for p, i in found.items() if i.get("type") != "directory"}
+            elif fs.isdir(path):
+                entries = fs.find(path, detail=True)
+            elif _has_suffix(path, cfg.manifest_suffixes):
+                with fs.open(path, "rt") as f:
+                    lines = [ln.strip() for ln in f]
+                pending[0:0] = [ln for ln in lines if ln and not ln.startswith("#")]
+                continue
+            else:
+                entries = {path: fs.info(path)}
+                sources.setdefault(_full_uri(fs, path), _source(fs, path, entries[path]))
+                continue
+            for p in sorted(entries):
+                if _has_suffix(p, cfg.extensions):
+                    sources.setdefault(_full_uri(fs, p), _source(fs, p, entries[p]))
+                else:
+                    ignored += 1
+        except Exception as e:  # noqa: BLE001 - any failure to list an input is reported as data
+            errors.append(ErrorRow.from_exception(uri=url, stage="list", exc=e))
+    return list(sources.values()), errors, ignored

@@ -1,0 +1,120 @@
+"""Every output table's Arrow schema, in one place.
+
+Writers cast to these schemas (a drifting column fails loudly), and the README's schema section is generated
+from `schema_markdown()` (a test keeps the two identical).
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+EMBEDDING_DIM_PLACEHOLDER = "D"
+
+
+def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+CLIP_KEY_FIELDS = [
+    _f("video_id", pa.string(), "sha1 of the video URI (16 hex chars); stable across re-encodes of the same path", False),
+    _f("video_uri", pa.string(), "where the video was read from (local path or fsspec URL)", False),
+    _f("clip_id", pa.string(), "sha1 of the video fingerprint (uri, size, mtime/etag) and the clip's time range", False),
+    _f("clip_index", pa.int32(), "0-based position of the clip in its video", False),
+    _f("start_s", pa.float64(), "clip start, seconds from the video's first frame", False),
+    _f("end_s", pa.float64(), "clip end, seconds from the video's first frame", False),
+    _f("frame_times_s", pa.list_(pa.float64()), "presentation time of each sampled frame, seconds from the first frame", False),
+]
+
+
+def classify_fields(embedding_dim: int) -> list[pa.Field]:
+    """Columns added by the `classify` task."""
+    return [
+        _f("model", pa.string(), "model that produced labels/scores/embedding, as `architecture:weights`"),
+        _f("labels", pa.list_(pa.string()), "top-k class names, best first (mean of per-frame softmax over sampled frames)"),
+        _f("scores", pa.list_(pa.float32()), "probabilities of `labels`, same order"),
+        _f(
+            "embedding",
+            pa.list_(pa.float32(), embedding_dim),
+            "penultimate-layer features mean-pooled over sampled frames, L2-normalised (D = model feature size)",
+        ),
+    ]
+
+
+RUN_FIELD = _f("run_id", pa.string(), "run that wrote the row (see runs/<run_id>.json)", False)
+
+# Carried from the decode and inference stages to the driver next to clip columns; never written to clips/.
+RESULT_ERROR_FIELDS = [
+    pa.field("error_stage", pa.string()),
+    pa.field("error_type", pa.string()),
+    pa.field("error_message", pa.string()),
+]
+
+
+def clips_schema(task_fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, RUN_FIELD])
+
+
+def result_schema(task_fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, *RESULT_ERROR_FIELDS])
+
+
+VIDEOS = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("video_uri", pa.string(), "where the video was read from", False),
+        _f("fingerprint", pa.string(), "sha1 of (uri, size, mtime/etag); changes when the file does", False),
+        _f("size_bytes", pa.int64(), "file size when listed"),
+        _f("version", pa.string(), "mtime (file systems) or ETag (object stores) when listed"),
+        _f("status", pa.string(), "`ok`: every planned clip written; `failed`: see errors/ for this video_id", False),
+        _f("clip_count", pa.int32(), "clips written for this video", False),
+        _f("duration_s", pa.float64(), "stream duration from the container"),
+        _f("fps", pa.float64(), "average frame rate"),
+        _f("frame_count", pa.int64(), "frames in the stream (container value, else duration x fps)"),
+        _f("width", pa.int32(), "coded width of the first frame"),
+        _f("height", pa.int32(), "coded height of the first frame"),
+        _f("codec", pa.string(), "FFmpeg codec name"),
+        _f("pix_fmt", pa.string(), "pixel format of decoded frames"),
+        _f("rotation", pa.int32(), "display rotation in degrees (undone before inference)"),
+        _f("has_audio", pa.bool_(), "container has at least one audio stream"),
+        _f("keyframe_interval_s", pa.float64(), "largest keyframe gap seen near the start; drives seek vs decode-through"),
+        RUN_FIELD,
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        _f("video_id", pa.string(), "sha1 of the URI the error is about", False),
+        _f("video_uri", pa.string(), "input path or URL that failed", False),
+        _f("stage", pa.string(), "list | probe | plan | decode | infer | write", False),
+        _f("error_type", pa.string(), "exception class, e.g. InvalidDataError, DecodeError, FileNotFoundError", False),
+        _f("message", pa.string(), "the error text (truncated to 2000 chars)", False),
+        _f("clip_id", pa.string(), "first clip affected, when the failure is inside a video"),
+        _f("start_s", pa.float64(), "start of the first affected clip"),
+        _f("end_s", pa.float64(), "end of the last affected clip"),
+        RUN_FIELD,
+    ]
+)
+
+
+def _type_name(t: pa.DataType) -> str:
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{_type_name(t.value_type)}, {EMBEDDING_DIM_PLACEHOLDER}>"
+    return str(t)
+
+
+def _table_markdown(title: str, schema: pa.Schema) -> str:
+    rows = ["| column | type | description |", "|---|---|---|"]
+    for f in schema:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        rows.append(f"| `{f.name}` | `{_type_name(f.type)}`{'' if f.nullable else ' not null'} | {doc} |")
+    return f"### `{title}`\n\n" + "\n".join(rows)
+
+
+def schema_markdown() -> str:
+    """The README's schema section, generated from the schemas above."""
+    return "\n\n".join(
+        [
+            _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280))),
+            _table_markdown("videos/", VIDEOS),
+            _table_markdown("errors/", ERRORS),
+        ]
+    )
