@@ -61,7 +61,7 @@ def clip_windows(duration_s: float, cfg: ClipConfig) -> list[tuple[float, float]
     stride = cfg.stride
     start = 0.0
     i = 0
-    while start < duration_s - EPS:
+    while start < duration_s - EPS and not (windows and windows[-1][1] >= duration_s - EPS):
         end = start + cfg.clip_seconds
         if end <= duration_s + EPS:
             windows.append((start, min(end, duration_s)))
@@ -98,7 +98,8 @@ def sample_frame_indices(frames: range, sampling: SamplingConfig, fps: float) ->
 
 
 def plan_clips(info: VideoInfo, fingerprint: str, clip_cfg: ClipConfig, sampling: SamplingConfig) -> list[ClipPlan]:
-    total_frames = min(info.frame_count, math.ceil(info.duration_s * info.fps - EPS)) if info.frame_count else math.ceil(info.duration_s * info.fps - EPS)
+    grid_frames = math.ceil(info.duration_s * info.fps - EPS)
+    total_frames = min(info.frame_count, grid_frames) if info.frame_count else grid_frames
     plans = []
     for start_s, end_s in clip_windows(info.duration_s, clip_cfg):
         indices = sample_frame_indices(_frame_range(start_s, end_s, info.fps, total_frames), sampling, info.fps)

@@ -65,6 +65,7 @@ class ImageClassifierTask:
     def _keep_features(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
         self._features = inputs[0]
 
+    @torch.inference_mode()
     def forward_frames(self, frames: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame softmax probabilities and penultimate features, both float32."""
         probs, feats = [], []
@@ -75,6 +76,7 @@ class ImageClassifierTask:
             feats.append(self._features.float().flatten(1))
         return torch.cat(probs), torch.cat(feats)
 
+    @torch.inference_mode()
     def predict(self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int) -> dict[str, list]:
         probs, feats = self.forward_frames(frames, batch_size)
         k = min(self.top_k, probs.shape[1])

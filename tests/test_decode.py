@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videos import index_frame, make_video, read_index
+from vidbatch.clips import plan_clips, plan_work_units
+from vidbatch.config import ClipConfig, SamplingConfig
+from vidbatch.decode import FrameSpec, decode_unit, frame_to_array
+from vidbatch.errors import DecodeError
+from vidbatch.probe import probe_video
+
+SPEC = FrameSpec(resize_short=120, crop=112)
+
+
+def units_for(path: Path, clip_seconds=1.0, sampling=SamplingConfig(frames_per_clip=4), unit_seconds=60.0, **clip_kw):
+    info = probe_video(str(path))
+    clips = plan_clips(info, "fp", ClipConfig(clip_seconds=clip_seconds, **clip_kw), sampling)
+    return info, clips, plan_work_units(str(path), "vid", info, clips, unit_seconds)
+
+
+@pytest.fixture(scope="module")
+def long_gop(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("dec") / "gop.mp4", seconds=6.0, fps=10, gop=25)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "sequential", "seek"])
+def test_sampled_frames_are_exactly_the_planned_ones(long_gop: Path, strategy: str):
+    _, clips, units = units_for(long_gop, unit_seconds=2.0)
+    decoded = [d for u in units for d in decode_unit(u, SPEC, strategy=strategy)]
+    assert [d.clip for d in decoded] == clips
+    for d in decoded:
+        assert d.frame_times_s == pytest.approx(d.clip.sample_times_s, abs=1e-9)
+        # the pixels are the planned frames, not neighbours
+        assert [read_index(f) for f in d.frames] == [round(t * 10) for t in d.clip.sample_times_s]
+
+
+def test_sparse_samples_seek_and_dense_samples_decode_through(long_gop: Path):
+    # one frame per 3 s clip, gaps > keyframe interval (2.5 s): auto must still return the planned frames
+    _, clips, units = units_for(long_gop, clip_seconds=3.0, sampling=SamplingConfig(frames_per_clip=1))
+    decoded = [d for u in units for d in decode_unit(u, SPEC, strategy="auto")]
+    assert [read_index(d.frames[0]) for d in decoded] == [15, 45]
+
+
+def test_overlapping_clips_and_repeated_samples(long_gop: Path):
+    _, clips, units = units_for(
+        long_gop, clip_seconds=0.3, stride_seconds=0.2, sampling=SamplingConfig(frames_per_clip=5)
+    )
+    decoded = [d for u in units for d in decode_unit(u, SPEC)]
+    assert len(decoded) == len(clips) == 29  # the 0.2 s tail is under min_last_clip_seconds
+    for d in decoded:
+        assert [read_index(f) for f in d.frames] == [round(t * 10) for t in d.clip.sample_times_s]
+
+
+def test_frame_shape_and_dtype(long_gop: Path):
+    _, _, units = units_for(long_gop)
+    d = next(decode_unit(units[0], FrameSpec(resize_short=256, crop=224)))
+    assert d.frames.shape == (4, 224, 224, 3) and d.frames.dtype == np.uint8
+
+
+def test_frame_to_array_resizes_short_side_then_crops():
+    import av
+
+    frame = av.VideoFrame.from_ndarray(index_frame(37, 320, 180), format="rgb24")
+    out = frame_to_array(frame, FrameSpec(resize_short=90, crop=64))
+    assert out.shape == (64, 64, 3)
+    assert FrameSpec(resize_short=90, crop=64).scaled_size(320, 180) == (160, 90)
+
+
+def test_display_rotation_is_undone(tmp_path: Path):
+    # encoded landscape with a 90 degree display matrix: the decoded frame is portrait
+    path = make_video(tmp_path / "rot.mp4", seconds=1.0, fps=10, width=160, height=96, rotation=90)
+    info, _, units = units_for(path, sampling=SamplingConfig(frames_per_clip=1))
+    assert info.rotation == 90
+    d = next(decode_unit(units[0], FrameSpec(resize_short=96, crop=96)))
+    rotated_bands = d.frames[0].mean(axis=(0, 2))  # after rotation the index bands run left-right
+    assert rotated_bands.max() - rotated_bands.min() > 100
+
+
+def faststart_copy(src_path: Path, dst_path: Path) -> Path:
+    """Remux with the index (moov) at the front, so a truncated copy still opens and fails mid-stream."""
+    import av
+
+    with av.open(str(src_path)) as src, av.open(str(dst_path), "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return dst_path
+
+
+def test_truncated_stream_yields_good_clips_then_raises(tmp_path: Path, long_gop: Path):
+    cut = faststart_copy(long_gop, tmp_path / "cut.mp4")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    info, clips, (unit,) = units_for(cut)
+    assert info.duration_s == pytest.approx(6.0)  # the header still promises the whole video
+    got = []
+    with pytest.raises(DecodeError, match="stream ended"):
+        for d in decode_unit(unit, SPEC):
+            got.append(d)
+    assert 0 < len(got) < len(clips)
+    assert [d.clip for d in got] == clips[: len(got)]
