@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -210,10 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra vidbatch config override for both pipeline lines, e.g. --set decode.unit_seconds=10")
     ap.add_argument("--json", dest="json_path", help="save all results (every repeat) as JSON here")
+    ap.add_argument("--verbose", action="store_true", help="keep Ray Data's per-dataset INFO log lines on the console")
     args = ap.parse_args(argv)
 
     import ray
+    import ray.data
     import torch
+
+    if not args.verbose:  # Ray Data logs two INFO lines per dataset to the console; its log files keep them
+        for h in logging.getLogger("ray.data").handlers:
+            if isinstance(h, logging.StreamHandler) and "File" not in type(h).__name__:
+                h.setLevel(logging.WARNING)
 
     cores = os.cpu_count()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores

@@ -1,0 +1,145 @@
+"""End to end through a real local Ray (one session for all tests), real PyAV, real Parquet."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import vidbatch
+from vidbatch.cli import app
+from vidbatch.config import TaskConfig
+from vidbatch.decode import frame_to_array
+from vidbatch.schema import ERRORS, VIDEOS
+from vidbatch.tasks import get_task
+
+pytestmark = pytest.mark.e2e
+
+
+def read(out: Path, table: str):
+    return pq.read_table(out / table)
+
+
+@pytest.fixture(scope="module")
+def classify_run(ray_session, video_dir: Path, mobilenet_weights: str, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    summary = vidbatch.run(
+        {
+            "inputs": [str(video_dir)],
+            "output": str(out),
+            "clips": {"clip_seconds": 1.0},
+            "sampling": {"frames_per_clip": 4},
+            "decode": {"unit_seconds": 2.0},
+            "tasks": [{"task": "classify", "weights_path": mobilenet_weights, "top_k": 3}],
+            "inference": {"batch_size": 16},
+        }
+    )
+    return summary, out
+
+
+def test_clip_counts_errors_and_manifest(classify_run, video_dir: Path):
+    summary, out = classify_run
+    clips = read(out, "clips")
+    per_video = {Path(u).name: n for u, n in zip(*np.unique(clips["video_uri"].to_numpy(zero_copy_only=False), return_counts=True))}
+    # a: 3 s, b: 4.5 s (last 0.5 s kept), c: 2 s, 1 s clips
+    assert per_video == {"a.mp4": 3, "b.mp4": 5, "c.mp4": 2}
+    assert clips.num_rows == len(set(clips["clip_id"].to_pylist()))
+
+    errors = read(out, "errors")
+    assert errors.num_rows == 1
+    (err,) = errors.to_pylist()
+    assert Path(err["video_uri"]).name == "corrupt.mp4" and err["stage"] == "probe" and err["error_type"]
+    assert errors.schema.equals(ERRORS, check_metadata=False)
+
+    videos = read(out, "videos")
+    assert videos.schema.equals(VIDEOS, check_metadata=False)
+    status = {Path(r["video_uri"]).name: (r["status"], r["clip_count"]) for r in videos.to_pylist()}
+    assert status == {"a.mp4": ("ok", 3), "b.mp4": ("ok", 5), "c.mp4": ("ok", 2), "corrupt.mp4": ("failed", 0)}
+
+    manifest = json.loads((out / "runs" / f"{summary.run_id}.json").read_text())
+    c = manifest["counts"]
+    assert c["inputs"] == c["ok"] + c["failed"] == 4 and c["failed"] == 1
+    assert c["clips"] == 10 and c["sampled_frames"] == 40 and c["ignored_files"] == 1
+    assert manifest["status"] == "partial" and manifest["exit_code"] == 3
+    assert manifest["versions"]["ray"] and manifest["throughput"]["clips_per_s"] > 0
+    assert summary.exit_code == 3
+
+
+def test_clip_rows_are_complete(classify_run):
+    _, out = classify_run
+    rows = read(out, "clips").to_pylist()
+    for r in rows:
+        assert r["model"] == "mobilenet_v2:IMAGENET1K_V1"
+        assert len(r["labels"]) == len(r["scores"]) == 3
+        assert len(r["frame_times_s"]) == 4
+        assert r["start_s"] <= r["frame_times_s"][0] and r["frame_times_s"][-1] < r["end_s"]
+        assert np.linalg.norm(np.asarray(r["embedding"])) == pytest.approx(1.0, abs=1e-5)
+    assert {r["run_id"] for r in rows} == {rows[0]["run_id"]}
+
+
+def test_scores_equal_a_plain_single_process_loop(classify_run, mobilenet_weights: str):
+    """Same timestamps decoded by a naive PyAV loop, same model: per-clip scores agree to 1e-4."""
+    _, out = classify_run
+    rows = read(out, "clips").to_pylist()
+    cfg = TaskConfig(weights_path=mobilenet_weights, top_k=3)
+    task = get_task("classify")(cfg, torch.device("cpu"))
+    spec = get_task("classify").frame_spec(cfg)
+    for uri in sorted({r["video_uri"] for r in rows}):
+        with av.open(uri) as c:
+            frames = {round(f.time, 6): frame_to_array(f, spec) for f in c.decode(video=0)}
+        for r in (r for r in rows if r["video_uri"] == uri):
+            x = torch.from_numpy(np.stack([frames[round(t, 6)] for t in r["frame_times_s"]]))
+            probs, feats = task.forward_frames(x, batch_size=64)
+            mean = probs.mean(0)
+            expected = [mean[task.categories.index(label)].item() for label in r["labels"]]
+            assert r["scores"] == pytest.approx(expected, abs=1e-4)
+            emb = torch.nn.functional.normalize(feats.mean(0), dim=0).numpy()
+            assert np.asarray(r["embedding"]) == pytest.approx(emb, abs=1e-4)
+            assert mean.topk(3).indices.tolist() == [task.categories.index(label) for label in r["labels"]]
+
+
+def test_decode_only_run(ray_session, video_dir: Path, tmp_path: Path):
+    summary = vidbatch.run(
+        {"inputs": [str(video_dir / "a.mp4"), str(video_dir / "nested")], "output": str(tmp_path / "o"), "tasks": [],
+         "clips": {"clip_seconds": 1.0}, "sampling": {"sample_fps": 5}}
+    )
+    assert summary.exit_code == 0 and summary.status == "complete"
+    clips = read(tmp_path / "o", "clips")
+    assert clips.num_rows == 5 and "embedding" not in clips.column_names
+    assert {len(t) for t in clips["frame_times_s"].to_pylist()} == {5}
+    assert read(tmp_path / "o", "errors").num_rows == 0
+
+
+def test_truncated_video_is_one_error_and_good_clips_survive(ray_session, video_dir: Path, tmp_path: Path):
+    from test_decode import faststart_copy
+
+    cut = faststart_copy(video_dir / "b.mp4", tmp_path / "cut.mp4")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    summary = vidbatch.run(
+        {"inputs": [str(cut), str(video_dir / "a.mp4")], "output": str(tmp_path / "o"), "tasks": [],
+         "clips": {"clip_seconds": 1.0}}
+    )
+    assert summary.exit_code == 3 and summary.counts.failed == 1 and summary.counts.ok == 1
+    (err,) = read(tmp_path / "o", "errors").to_pylist()
+    assert err["stage"] == "decode" and err["error_type"] == "DecodeError" and err["clip_id"]
+    videos = {Path(r["video_uri"]).name: r for r in read(tmp_path / "o", "videos").to_pylist()}
+    assert videos["cut.mp4"]["status"] == "failed" and 0 < videos["cut.mp4"]["clip_count"] < 5
+    assert videos["a.mp4"]["clip_count"] == 3
+
+
+def test_cli_exit_codes_and_table(ray_session, video_dir: Path, mobilenet_weights: str, tmp_path: Path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["run", str(video_dir / "a.mp4"), "-o", str(tmp_path / "ok"),
+                             "--set", f"tasks.0.weights_path={mobilenet_weights}"])
+    assert ok.exit_code == 0, ok.output
+    assert "a.mp4" in ok.output and "0.00-  2.00s" in ok.output and "complete" in ok.output
+    partial = runner.invoke(app, ["run", str(video_dir / "a.mp4"), str(video_dir / "corrupt.mp4"), str(tmp_path / "missing.mp4"),
+                                  "-o", str(tmp_path / "p"), "--set", "tasks=[]"])
+    assert partial.exit_code == 3, partial.output
+    stages = sorted(r["stage"] for r in read(tmp_path / "p", "errors").to_pylist())
+    assert stages == ["list", "probe"]
