@@ -31,7 +31,8 @@ def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
     return math.ceil(clip_cfg.clip_seconds * sampling.sample_fps) + 1
 
 
-def _rows_to_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
+def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
+    """Clip rows (frames as (n, H, W, 3) arrays) or error rows into one frames batch padded to k frames."""
     b = len(rows)
     frames = np.zeros((b, k, spec.crop, spec.crop, 3), dtype=np.uint8)
     times = np.zeros((b, k), dtype=np.float64)
@@ -83,10 +84,10 @@ class DecodeStage:
             done = 0
             try:
                 for decoded in decode_unit(unit, self.spec, self.decode.strategy, self.decode.threads, self.storage_options):
-                    yield _rows_to_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
+                    yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
                     done += 1
             except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
-                yield _rows_to_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
+                yield frames_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
 
 
 def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list]) -> pa.Table:

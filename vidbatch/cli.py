@@ -21,7 +21,9 @@ def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
     if not files or limit == 0:
         return ""
     fs, _ = url_to_fs(summary.output, **storage_options)
-    table = pads.dataset(files, format="parquet", filesystem=fs).to_table()
+    dataset = pads.dataset(files, format="parquet", filesystem=fs)
+    wanted = ["video_uri", "clip_index", "start_s", "end_s", "labels", "scores"]
+    table = dataset.to_table(columns=[c for c in wanted if c in dataset.schema.names])
     if table.num_rows == 0:
         return ""
     table = table.sort_by([("video_uri", "ascending"), ("clip_index", "ascending")]).slice(0, limit)

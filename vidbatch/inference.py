@@ -65,6 +65,18 @@ class ClipInferenceActor:
             return torch.autocast("cuda", dtype=self.autocast_dtype)
         return contextlib.nullcontext()
 
+    def _predict(self, task: Any, frames: torch.Tensor, lengths: list[int]) -> dict[str, list]:
+        """Halve the forward batch on CUDA out-of-memory instead of failing the run; batch 1 OOM is systemic."""
+        batch_size = self.batch_size
+        while True:
+            try:
+                return task.predict(frames, lengths, batch_size)
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                torch.cuda.empty_cache()
+
     @torch.inference_mode()
     def __call__(self, batch: Batch) -> pa.Table:
         ok = np.flatnonzero(batch["error_stage"] == "")
@@ -75,5 +87,5 @@ class ClipInferenceActor:
             x = self._to_device(frames)
             with self._autocast():
                 for task in self.tasks:
-                    columns.update(task.predict(x, lengths, self.batch_size))
+                    columns.update(self._predict(task, x, lengths))
         return result_table(batch, self.schema, columns)

@@ -92,7 +92,9 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
     k = max_samples_per_clip(config.clips, config.sampling)
     spec = frame_spec_for(config.tasks)
-    ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=len(units))
+    # several blocks per CPU balance the load; one block per unit would flood the scheduler on huge archives
+    blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
+    ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
     ds = ds.map_batches(
         DecodeStage(spec, config.decode, k, config.storage_options or None),
         batch_size=1,
