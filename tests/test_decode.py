@@ -8,7 +8,7 @@ import pytest
 from videos import index_frame, make_video, read_index
 from vidbatch.clips import plan_clips, plan_work_units
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.decode import FrameSpec, decode_unit, frame_to_array
+from vidbatch.decode import DecodeStats, FrameSpec, decode_unit, frame_to_array
 from vidbatch.errors import DecodeError
 from vidbatch.probe import probe_video
 
@@ -26,9 +26,19 @@ def long_gop(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("dec") / "gop.mp4", seconds=6.0, fps=10, gop=25)
 
 
+@pytest.fixture(scope="module", params=["gop.mp4", "bframes.mkv", "bframes.ts"])
+def any_container(request, tmp_path_factory) -> Path:
+    """MP4; MKV and MPEG-TS with B-frames (TS also starts at 0.2 s and seeks inexactly)."""
+    bframes = 0 if request.param.startswith("gop") else 2
+    return make_video(tmp_path_factory.mktemp("dec") / request.param, seconds=6.0, fps=10, gop=25, bframes=bframes)
+
+
 @pytest.mark.parametrize("strategy", ["auto", "sequential", "seek"])
-def test_sampled_frames_are_exactly_the_planned_ones(long_gop: Path, strategy: str):
-    _, clips, units = units_for(long_gop, unit_seconds=2.0)
+@pytest.mark.parametrize(("clip_seconds", "frames_per_clip"), [(1.0, 4), (3.0, 1), (0.5, 1)])
+def test_sampled_frames_are_exactly_the_planned_ones(any_container: Path, strategy: str, clip_seconds, frames_per_clip):
+    _, clips, units = units_for(
+        any_container, clip_seconds=clip_seconds, sampling=SamplingConfig(frames_per_clip=frames_per_clip), unit_seconds=2.0
+    )
     decoded = [d for u in units for d in decode_unit(u, SPEC, strategy=strategy)]
     assert [d.clip for d in decoded] == clips
     for d in decoded:
@@ -37,11 +47,24 @@ def test_sampled_frames_are_exactly_the_planned_ones(long_gop: Path, strategy: s
         assert [read_index(f) for f in d.frames] == [round(t * 10) for t in d.clip.sample_times_s]
 
 
-def test_sparse_samples_seek_and_dense_samples_decode_through(long_gop: Path):
-    # one frame per 3 s clip, gaps > keyframe interval (2.5 s): auto must still return the planned frames
-    _, clips, units = units_for(long_gop, clip_seconds=3.0, sampling=SamplingConfig(frames_per_clip=1))
-    decoded = [d for u in units for d in decode_unit(u, SPEC, strategy="auto")]
-    assert [read_index(d.frames[0]) for d in decoded] == [15, 45]
+def test_auto_seeks_across_long_gaps_and_decodes_through_short_ones(tmp_path: Path):
+    path = make_video(tmp_path / "sparse.mp4", seconds=20.0, fps=10, gop=10)  # a keyframe every second
+    sparse = DecodeStats()
+    _, clips, (unit,) = units_for(path, clip_seconds=4.0, sampling=SamplingConfig(frames_per_clip=1))
+    got = [read_index(d.frames[0]) for d in decode_unit(unit, SPEC, strategy="auto", stats=sparse)]
+    assert got == [20, 60, 100, 140, 180]
+    assert sparse.seeks == 5 and sparse.decoded_frames < 60  # jumped over whole GOPs
+
+    dense = DecodeStats()
+    _, clips, (unit,) = units_for(path, clip_seconds=1.0, sampling=SamplingConfig(frames_per_clip=8))
+    assert len(list(decode_unit(unit, SPEC, strategy="auto", stats=dense))) == 20
+    assert dense.seeks == 0 and dense.decoded_frames == 200 and dense.kept_frames == 160
+
+    sequential = DecodeStats()
+    _, clips, (unit,) = units_for(path, clip_seconds=4.0, sampling=SamplingConfig(frames_per_clip=1))
+    list(decode_unit(unit, SPEC, strategy="sequential", stats=sequential))
+    # one seek to the unit's first sample (2 s), then every frame up to the last sample (18 s) and one past it
+    assert sequential.seeks == 1 and sequential.decoded_frames == 162
 
 
 def test_overlapping_clips_and_repeated_samples(long_gop: Path):

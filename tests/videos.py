@@ -41,13 +41,15 @@ def make_video(
     gop: int | None = None,
     rotation: int = 0,
     frames: list[np.ndarray] | None = None,
+    bframes: int = 0,
 ) -> Path:
-    """Write an H.264 MP4 whose frame i shows i (or the given frames)."""
+    """Write H.264 (container from the suffix: .mp4, .mkv, .ts ...) whose frame i shows i (or the given frames).
+    bframes > 0 reorders frames (decode order != presentation order), as real camera and web encodes do."""
     n = len(frames) if frames is not None else round(seconds * fps)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
+        stream.options = {"preset": "ultrafast", "crf": "18", "x264-params": f"bframes={bframes}"}
         if gop:
             stream.codec_context.gop_size = gop
         if rotation:

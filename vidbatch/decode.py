@@ -6,7 +6,8 @@ otherwise decoding through is faster than seeking on long-GOP files.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,15 +64,22 @@ class _Target:
     slot: int
 
 
-def _should_seek(strategy: str, gap_s: float | None, keyframe_interval_s: float, tol: float) -> bool:
-    """gap_s: distance from the last decoded frame to the next target (None before the first decode)."""
-    if gap_s is None:
-        return True
-    if strategy == "seek":
-        return gap_s > tol
-    if strategy == "auto":
-        return gap_s > max(keyframe_interval_s, tol)
-    return False
+@dataclass
+class DecodeStats:
+    """What decoding a unit cost: lets tests and benchmarks see whether it sought or decoded through."""
+
+    seeks: int = 0
+    decoded_frames: int = 0
+    kept_frames: int = 0
+
+
+# Gap to the next sample (seconds) beyond which seeking beats decoding through, per strategy.
+# Every unit still starts with one seek to its first sample unless that lies within a keyframe interval of the start.
+SEEK_THRESHOLDS: dict[str, Callable[[float, float], float]] = {
+    "auto": lambda keyframe_interval, tol: max(keyframe_interval, tol),
+    "seek": lambda keyframe_interval, tol: tol,
+    "sequential": lambda keyframe_interval, tol: math.inf,
+}
 
 
 def decode_unit(
@@ -80,14 +88,16 @@ def decode_unit(
     strategy: Literal["auto", "sequential", "seek"] = "auto",
     threads: int = 0,
     storage_options: dict[str, Any] | None = None,
+    stats: DecodeStats | None = None,
 ) -> Iterator[DecodedClip]:
     """Yield each clip of the unit as soon as its last sample is decoded; holds at most one clip's kept frames
     (more only when clips overlap).
 
     The frame kept for a target time is the one on screen at that time: the last frame whose timestamp is not
-    after it. Raises DecodeError when the stream ends or breaks before a planned sample (a truncated file);
-    clips already yielded stay valid.
+    after it (within half a frame). Raises DecodeError when the stream ends or breaks before a planned sample
+    (a truncated file); clips already yielded stay valid.
     """
+    stats = stats if stats is not None else DecodeStats()
     targets = sorted(
         (_Target(unit.start_offset_s + t, ci, si) for ci, c in enumerate(unit.clips) for si, t in enumerate(c.sample_times_s)),
         key=lambda t: (t.time, t.clip_pos, t.slot),
@@ -101,6 +111,7 @@ def decode_unit(
         kept[target.clip_pos][target.slot] = frame_to_array(frame, spec)
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
+        stats.kept_frames += 1
 
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
@@ -115,20 +126,35 @@ def decode_unit(
         if threads:
             stream.codec_context.thread_count = threads
         tol = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)
-        frames: Iterator[av.VideoFrame] = iter(())
+        threshold = SEEK_THRESHOLDS[strategy](unit.keyframe_interval_s, tol)
+        from_start = True  # decoding from the first frame: nothing earlier exists to seek back to
+
+        def decode_from(t: float) -> Iterator[av.VideoFrame]:
+            nonlocal from_start
+            from_start = t <= unit.start_offset_s + tol
+            container.seek(0 if from_start else int(t / stream.time_base), stream=None if from_start else stream, backward=True)
+            stats.seeks += 1
+            return container.decode(stream)
+
+        first = targets[0].time if targets else unit.start_offset_s
+        seek_first = first - unit.start_offset_s > max(unit.keyframe_interval_s, tol)
+        frames: Iterator[av.VideoFrame] = decode_from(first) if seek_first else container.decode(stream)
         prev: av.VideoFrame | None = None
-        decide = True  # seek decisions happen only after a target is served, so a long GOP cannot cause a seek loop
+        back = 0.0  # how far before a target the current seek aimed, after a seek that landed past it
+        decide = False  # seek decisions happen only after a target is served, so a long GOP cannot cause a seek loop
         ti = 0
         try:
             while ti < len(targets):
-                if decide:
-                    decide = False
-                    gap = None if prev is None else targets[ti].time - float(prev.time)
-                    if _should_seek(strategy, gap, unit.keyframe_interval_s, tol):
-                        container.seek(max(0, int(targets[ti].time / stream.time_base)), stream=stream, backward=True)
-                        frames = container.decode(stream)
-                        prev = None
+                target = targets[ti]
+                if decide and prev is not None and target.time - float(prev.time) > threshold:
+                    frames, prev = decode_from(target.time), None
+                decide = False
                 frame = next(frames, None)
+                if frame is None and prev is None and not from_start:
+                    # a seek near the end of an inexactly-seekable stream can land past its last keyframe
+                    back = max(2 * back, unit.keyframe_interval_s, 1.0)
+                    frames = decode_from(target.time - back)
+                    continue
                 if frame is None:
                     while ti < len(targets) and prev is not None and targets[ti].time <= float(prev.time) + 2 * tol:
                         keep(prev, targets[ti])
@@ -142,7 +168,16 @@ def decode_unit(
                     return
                 if frame.time is None:
                     continue
-                while ti < len(targets) and float(frame.time) > targets[ti].time + tol:
+                stats.decoded_frames += 1
+                t = float(frame.time)
+                if prev is None and t > target.time + tol and not from_start:
+                    # inexact seeking (MPEG-TS, some MKV) landed after the target: aim further back
+                    back = max(2 * back, unit.keyframe_interval_s, 1.0)
+                    frames = decode_from(target.time - back)
+                    continue
+                back = 0.0
+                while ti < len(targets) and t > targets[ti].time + tol:
+                    # prev is None only for a target before the stream's first frame
                     keep(prev if prev is not None else frame, targets[ti])
                     ti += 1
                     decide = True
