@@ -87,3 +87,22 @@ def test_a_clip_longer_than_a_unit_is_its_own_unit():
     clips = plan_clips(info(300.0), "fp", ClipConfig(clip_seconds=100), SamplingConfig(frames_per_clip=2))
     units = plan_work_units("v.mp4", "vid", info(300.0), clips, unit_seconds=60)
     assert [len(u.clips) for u in units] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("sample_fps", [0.5, 2.0, 7.0, 30.0, 100.0])
+@pytest.mark.parametrize("clip_seconds", [0.21, 1.0, 2.5])
+@pytest.mark.parametrize("last_clip", ["keep", "pad"])
+def test_samples_never_exceed_the_padded_frame_axis(sample_fps, clip_seconds, last_clip):
+    from vidbatch.batches import max_samples_per_clip
+
+    cfg, sampling = ClipConfig(clip_seconds=clip_seconds, last_clip=last_clip, min_last_clip_seconds=0), SamplingConfig(sample_fps=sample_fps)
+    k = max_samples_per_clip(cfg, sampling)
+    for duration in (0.05, 0.3, 3.7, 10.0):
+        for c in plan_clips(info(duration), "fp", cfg, sampling):
+            assert 1 <= len(c.sample_times_s) <= k
+            assert list(c.sample_times_s) == sorted(c.sample_times_s)
+
+
+def test_sample_fps_above_the_video_rate_repeats_frames():
+    (clip,) = plan_clips(info(0.21, frames=3), "fp", ClipConfig(clip_seconds=0.21), SamplingConfig(sample_fps=30))
+    assert len(clip.sample_times_s) == 7 and set(clip.sample_times_s) == {0.0, 0.1, 0.2}

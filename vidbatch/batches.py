@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vidbatch.clips import ClipPlan, WorkUnit
+from vidbatch.clips import EPS, ClipPlan, WorkUnit
 from vidbatch.config import ClipConfig, DecodeConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
@@ -28,7 +28,7 @@ def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
     """K: the fixed frame axis every clip is padded to, so all blocks share one tensor shape."""
     if sampling.sample_fps is None:
         return sampling.frames_per_clip or 1
-    return math.ceil(clip_cfg.clip_seconds * sampling.sample_fps) + 1
+    return max(1, math.ceil(clip_cfg.clip_seconds * sampling.sample_fps - EPS))
 
 
 def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:

@@ -84,14 +84,15 @@ def _frame_range(start_s: float, end_s: float, fps: float, total_frames: int) ->
     return range(first, stop)
 
 
-def sample_frame_indices(frames: range, sampling: SamplingConfig, fps: float) -> list[int]:
-    """Uniform (centred) frame_per_clip indices, or one frame per 1/sample_fps seconds."""
+def sample_frame_indices(frames: range, sampling: SamplingConfig, fps: float, span_s: float) -> list[int]:
+    """Uniform (centred) frames_per_clip indices, or one frame per 1/sample_fps seconds of the clip's span
+    (frames repeat when sample_fps exceeds the video's rate)."""
     n = len(frames)
     if n == 0:
         return []
     if sampling.sample_fps is not None:
         step = fps / sampling.sample_fps
-        count = max(1, math.ceil(n / step - EPS))
+        count = max(1, math.ceil(span_s * sampling.sample_fps - EPS))
         return [frames[min(n - 1, math.floor(j * step + EPS))] for j in range(count)]
     k = sampling.frames_per_clip or 1
     return [frames[math.floor((i + 0.5) * n / k)] for i in range(k)]
@@ -102,7 +103,9 @@ def plan_clips(info: VideoInfo, fingerprint: str, clip_cfg: ClipConfig, sampling
     total_frames = min(info.frame_count, grid_frames) if info.frame_count else grid_frames
     plans = []
     for start_s, end_s in clip_windows(info.duration_s, clip_cfg):
-        indices = sample_frame_indices(_frame_range(start_s, end_s, info.fps, total_frames), sampling, info.fps)
+        indices = sample_frame_indices(
+            _frame_range(start_s, end_s, info.fps, total_frames), sampling, info.fps, end_s - start_s
+        )
         if not indices:
             continue
         plans.append(
