@@ -39,6 +39,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 GOAL_RATIO = 0.9
 
@@ -153,8 +154,6 @@ def ffmpeg_version() -> str | None:
 
 def vidbatch_config(paths: list[Path], out: str, base: dict[str, Any], sets: list[str]):
     """Base config (a dict) plus the user's --set overrides, through vidbatch's own loader."""
-    import yaml
-
     from vidbatch.config import load_config
 
     data = {**base, "inputs": [str(p) for p in paths], "output": out}
@@ -217,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-seconds", type=float, default=2.0)
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra vidbatch config override for both pipeline lines, e.g. --set decode.unit_seconds=10")
+    ap.add_argument("--data-context", action="append", default=[], metavar="ATTR=VALUE",
+                    help="set a ray.data.DataContext attribute before the pipeline runs (an experiment knob, not a "
+                         "vidbatch setting), e.g. --data-context op_resource_reservation_enabled=false")
     ap.add_argument("--json", dest="json_path", help="save all results (every repeat) as JSON here")
     ap.add_argument("--verbose", action="store_true", help="keep Ray Data's per-dataset INFO log lines on the console")
     args = ap.parse_args(argv)
@@ -268,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
           f"cluster CPUs={ray.cluster_resources().get('CPU')}, GPUs={ray.cluster_resources().get('GPU', 0)}")
     if args.sets:
         print(f"vidbatch overrides: {' '.join(args.sets)}")
+    ctx = ray.data.DataContext.get_current()
+    for item in args.data_context:
+        attr, _, raw = item.partition("=")
+        if not hasattr(ctx, attr):
+            ap.error(f"--data-context: DataContext has no attribute {attr!r}")
+        setattr(ctx, attr, yaml.safe_load(raw))
+        print(f"ray.data.DataContext.{attr} = {getattr(ctx, attr)!r} (benchmark override)")
 
     work = Path(tempfile.mkdtemp(prefix="vidbatch_bench_"))
     warmup_s = None

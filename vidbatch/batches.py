@@ -10,13 +10,13 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from vidbatch.clips import EPS, ClipPlan, WorkUnit
-from vidbatch.config import ClipConfig, DecodeConfig, SamplingConfig
+from vidbatch.config import ClipConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
 from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
@@ -29,6 +29,11 @@ def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
     if sampling.sample_fps is None:
         return sampling.frames_per_clip or 1
     return max(1, math.ceil(clip_cfg.clip_seconds * sampling.sample_fps - EPS))
+
+
+_DEFAULTS = {pa.string(): "", pa.int32(): -1, pa.float64(): 0.0}
+# per-clip scalar columns of a frames batch, with the value an error row or a missing field gets
+_SCALAR_COLUMNS = [(f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS]
 
 
 def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
@@ -44,11 +49,8 @@ def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
             times[i, :n] = r["frame_times_s"]
             n_frames[i] = n
     batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames}
-    for name, default in [
-        ("video_id", ""), ("video_uri", ""), ("clip_id", ""), ("clip_index", -1), ("start_s", 0.0), ("end_s", 0.0),
-        ("error_stage", ""), ("error_type", ""), ("error_message", ""),
-    ]:
-        batch[name] = np.array([r.get(name, default) if r.get(name) is not None else default for r in rows])
+    for name, default in _SCALAR_COLUMNS:
+        batch[name] = np.array([default if r.get(name) is None else r[name] for r in rows])
     return batch
 
 
@@ -64,8 +66,7 @@ def _error_row(unit: WorkUnit, failed: list[ClipPlan], exc: BaseException) -> di
     err = ErrorRow.from_exception(uri=unit.uri, stage="decode", exc=exc, video_id=unit.video_id)
     return {
         "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": failed[0].clip_id, "clip_index": failed[0].clip_index,
-        "start_s": failed[0].start_s, "end_s": failed[-1].end_s,
-        "error_stage": err.stage, "error_type": err.error_type, "error_message": err.message,
+        "start_s": failed[0].start_s, "end_s": failed[-1].end_s, **err.result_columns(),
     }
 
 
@@ -74,7 +75,8 @@ class DecodeStage:
     """Work-unit rows in (`unit_json`), one frames batch per decoded clip out; Ray-free."""
 
     spec: FrameSpec
-    decode: DecodeConfig
+    strategy: Literal["auto", "sequential", "seek"]
+    threads: int
     samples_per_clip: int
     storage_options: dict[str, Any] | None = None
 
@@ -83,7 +85,7 @@ class DecodeStage:
             unit = WorkUnit.from_dict(json.loads(payload))
             done = 0
             try:
-                for decoded in decode_unit(unit, self.spec, self.decode.strategy, self.decode.threads, self.storage_options):
+                for decoded in decode_unit(unit, self.spec, self.strategy, self.threads, self.storage_options):
                     yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
                     done += 1
             except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on

@@ -1,12 +1,19 @@
-"""Errors are data: a stage that fails on one input returns an ErrorRow instead of raising through Ray."""
+"""Errors are data: a stage that fails on one input returns an ErrorRow instead of raising through Ray.
+
+This module is the one place error rows are built, carried between stages, merged and tabulated.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from vidbatch.ids import video_id_for
+import pyarrow as pa
 
-Stage = Literal["list", "probe", "plan", "decode", "infer", "write"]
+from vidbatch.ids import video_id_for
+from vidbatch.schema import ERRORS
+
+Stage = Literal["list", "probe", "plan", "decode", "infer"]
+STAGE_ORDER = ("list", "probe", "plan", "decode", "infer")
 MAX_MESSAGE_CHARS = 2000
 
 
@@ -33,3 +40,45 @@ class ErrorRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def result_columns(self) -> dict[str, Any]:
+        """The error columns of a row in the clip result stream (see schema.RESULT_ERROR_FIELDS)."""
+        return {"error_stage": self.stage, "error_type": self.error_type, "error_message": self.message}
+
+    @classmethod
+    def from_result_row(cls, row: dict[str, Any]) -> ErrorRow:
+        return cls(
+            uri=row["video_uri"], stage=row["error_stage"], error_type=row["error_type"], message=row["error_message"],
+            video_id=row["video_id"], clip_id=row["clip_id"], start_s=row["start_s"], end_s=row["end_s"],
+        )
+
+
+def merge_per_video(rows: list[ErrorRow]) -> list[ErrorRow]:
+    """One row per failed input: its earliest failure, with the clip range widened to cover every failed unit."""
+    groups: dict[str, list[ErrorRow]] = {}
+    for row in rows:
+        groups.setdefault(row.video_id or video_id_for(row.uri), []).append(row)
+    merged = []
+    for group in groups.values():
+        group.sort(key=lambda e: (STAGE_ORDER.index(e.stage), e.start_s if e.start_s is not None else -1.0))
+        first = group[0]
+        if len(group) > 1:
+            starts = [e.start_s for e in group if e.start_s is not None]
+            ends = [e.end_s for e in group if e.end_s is not None]
+            first = replace(
+                first,
+                start_s=min(starts, default=None),
+                end_s=max(ends, default=None),
+                message=f"{first.message} (and {len(group) - 1} more failed work units of this video)"[:MAX_MESSAGE_CHARS],
+            )
+        merged.append(first)
+    return merged
+
+
+def errors_table(rows: list[ErrorRow], run_id: str) -> pa.Table:
+    records = [
+        {"video_id": e.video_id, "video_uri": e.uri, "stage": e.stage, "error_type": e.error_type, "message": e.message,
+         "clip_id": e.clip_id, "start_s": e.start_s, "end_s": e.end_s, "run_id": run_id}
+        for e in rows
+    ]
+    return pa.Table.from_pylist(records, schema=ERRORS)

@@ -14,7 +14,8 @@ import torch
 from vidbatch.batches import Batch, result_table
 from vidbatch.config import InferenceConfig, TaskConfig
 from vidbatch.decode import DEFAULT_FRAME_SPEC, FrameSpec
-from vidbatch.schema import result_schema
+from vidbatch.errors import ErrorRow
+from vidbatch.schema import RESULT_ERROR_FIELDS, result_schema
 from vidbatch.tasks import get_task
 
 
@@ -78,14 +79,36 @@ class ClipInferenceActor:
                 torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def __call__(self, batch: Batch) -> pa.Table:
-        ok = np.flatnonzero(batch["error_stage"] == "")
-        lengths = batch["n_frames"][ok].tolist()
+    def _infer(self, batch: Batch, rows: list[int]) -> dict[str, list]:
+        """Every task's columns for the given rows of the batch."""
+        lengths = batch["n_frames"][rows].tolist()
+        x = self._to_device(np.concatenate([batch["frames"][i, :n] for i, n in zip(rows, lengths)]))
         columns: dict[str, list] = {}
-        if ok.size and self.tasks:
-            frames = np.concatenate([batch["frames"][i, :n] for i, n in zip(ok, lengths)])
-            x = self._to_device(frames)
-            with self._autocast():
-                for task in self.tasks:
-                    columns.update(self._predict(task, x, lengths))
+        with self._autocast():
+            for task in self.tasks:
+                columns.update(self._predict(task, x, lengths))
+        return columns
+
+    def __call__(self, batch: Batch) -> pa.Table:
+        ok = np.flatnonzero(batch["error_stage"] == "").tolist()
+        if not ok or not self.tasks:
+            return result_table(batch, self.schema, {})
+        try:
+            return result_table(batch, self.schema, self._infer(batch, ok))
+        except Exception:  # noqa: BLE001 - isolate the clips that fail; the rest of the batch keeps its predictions
+            return self._infer_one_by_one(batch, ok)
+
+    def _infer_one_by_one(self, batch: Batch, ok: list[int]) -> pa.Table:
+        batch = {**batch, **{f.name: batch[f.name].astype(object) for f in RESULT_ERROR_FIELDS}}
+        columns: dict[str, list] = {}
+        for i in ok:
+            try:
+                part = self._infer(batch, [i])
+            except Exception as e:  # noqa: BLE001 - becomes this clip's `infer` error row
+                err = ErrorRow.from_exception(uri=str(batch["video_uri"][i]), stage="infer", exc=e)
+                for name, value in err.result_columns().items():
+                    batch[name][i] = value
+                continue
+            for name, values in part.items():
+                columns.setdefault(name, []).extend(values)
         return result_table(batch, self.schema, columns)

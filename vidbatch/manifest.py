@@ -46,7 +46,7 @@ class RunCounts:
 class RunSummary:
     run_id: str
     output: str
-    status: str  # complete | partial | failed
+    status: str  # complete | partial | failed | crashed
     exit_code: int
     counts: RunCounts
     started_at: str
@@ -55,6 +55,7 @@ class RunSummary:
     config: dict[str, Any]
     versions: dict[str, str] = field(default_factory=package_versions)
     files: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None  # why a crashed run stopped
 
     @property
     def throughput(self) -> dict[str, float]:

@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-import os
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
 from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table
 from vidbatch.config import JobConfig, RayConfig
-from vidbatch.errors import ErrorRow
+from vidbatch.errors import ErrorRow, errors_table, merge_per_video
 from vidbatch.inference import ClipInferenceActor, frame_spec_for, task_output_fields
-from vidbatch.listing import list_videos
-from vidbatch.manifest import RunCounts, RunSummary, new_run_id, status_for
+from vidbatch.listing import VideoSource, list_videos
+from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
 from vidbatch.schema import ERRORS, VIDEOS, clips_schema, result_schema
 from vidbatch.writer import TableWriter
 
-log = logging.getLogger("vidbatch")
-SECRET_HINTS = ("secret", "token", "password", "key", "credential")
+SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
 
 
 def ensure_ray(cfg: RayConfig) -> None:
@@ -45,35 +43,30 @@ def ensure_ray(cfg: RayConfig) -> None:
         ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _redacted(config: JobConfig) -> dict[str, Any]:
+def _redact(value: Any) -> Any:
+    """Secret-looking keys at any depth (e.g. client_kwargs.aws_secret_access_key) are replaced by ***."""
+    if isinstance(value, dict):
+        return {k: "***" if any(h in str(k).lower() for h in SECRET_HINTS) else _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _recorded_config(config: JobConfig) -> dict[str, Any]:
     """The config as recorded in the manifest: storage credentials never leave the process."""
     data = config.model_dump(mode="json")
-    data["storage_options"] = {
-        k: ("***" if any(h in k.lower() for h in SECRET_HINTS) else v) for k, v in data["storage_options"].items()
-    }
+    data["storage_options"] = _redact(data["storage_options"])
     return data
 
 
-def _error_table(rows: list[ErrorRow], run_id: str) -> pa.Table:
-    records = [
-        {"video_id": e.video_id, "video_uri": e.uri, "stage": e.stage, "error_type": e.error_type, "message": e.message,
-         "clip_id": e.clip_id, "start_s": e.start_s, "end_s": e.end_s, "run_id": run_id}
-        for e in rows
+def _videos_table(
+    prepared: list[PreparedVideo], list_errors: list[ErrorRow], clip_counts: Counter, failed_ids: set[str], run_id: str
+) -> pa.Table:
+    """One row per input, including inputs that could not even be listed (no metadata, status failed)."""
+    rows = [
+        {"video_id": e.video_id, "video_uri": e.uri, "status": "failed", "clip_count": 0, "run_id": run_id}
+        for e in list_errors
     ]
-    return pa.Table.from_pylist(records, schema=ERRORS)
-
-
-def _result_errors(table: pa.Table) -> list[ErrorRow]:
-    failed = table.filter(pa.compute.is_valid(table["error_stage"]))
-    return [
-        ErrorRow(uri=r["video_uri"], stage=r["error_stage"], error_type=r["error_type"], message=r["error_message"],
-                 video_id=r["video_id"], clip_id=r["clip_id"], start_s=r["start_s"], end_s=r["end_s"])
-        for r in failed.to_pylist()
-    ]
-
-
-def _videos_table(prepared: list[PreparedVideo], clip_counts: Counter, failed_ids: set[str], run_id: str) -> pa.Table:
-    rows = []
     for p in prepared:
         vid = p.source.video_id
         info = p.info.to_dict() if p.info else {}
@@ -82,7 +75,7 @@ def _videos_table(prepared: list[PreparedVideo], clip_counts: Counter, failed_id
                 "video_id": vid, "video_uri": p.source.uri, "fingerprint": p.source.fingerprint,
                 "size_bytes": p.source.size, "version": p.source.version,
                 "status": "failed" if vid in failed_ids else "ok", "clip_count": clip_counts.get(vid, 0),
-                **{k: info.get(k) for k in VIDEOS.names if k in info}, "run_id": run_id,
+                **{k: info[k] for k in VIDEOS.names if k in info}, "run_id": run_id,
             }
         )
     return pa.Table.from_pylist(rows, schema=VIDEOS)
@@ -96,7 +89,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
     ds = ds.map_batches(
-        DecodeStage(spec, config.decode, k, config.storage_options or None),
+        DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None),
         batch_size=1,
         num_cpus=config.decode.num_cpus,
         # distinct remote args keep decode in its own task pool: fused into the actors it would run
@@ -120,76 +113,101 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     )
 
 
+def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVideo]:
+    """Probe and plan every video in parallel Ray tasks; the plans are small, so they come back to the driver."""
+    if not sources:
+        return []
+    stage = PrepareStage(config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None)
+    items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
+    rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
+    return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
+
+
+class _ClipSink:
+    """Driver side of the stream: clip rows to clips/, error rows collected, per-video counts kept."""
+
+    def __init__(self, writer: TableWriter, run_id: str):
+        self.writer, self.run_id = writer, run_id
+        self.clip_counts: Counter = Counter()
+        self.sampled_frames = 0
+        self.errors: list[ErrorRow] = []
+
+    def add(self, table: pa.Table) -> None:
+        good = table.filter(pc.is_null(table["error_stage"]))
+        self.writer.add(good.append_column("run_id", pa.array([self.run_id] * good.num_rows, pa.string())))
+        self.clip_counts.update(good["video_id"].to_pylist())
+        self.sampled_frames += pc.sum(pc.list_value_length(good["frame_times_s"])).as_py() or 0
+        failed = table.filter(pc.is_valid(table["error_stage"]))
+        self.errors += [ErrorRow.from_result_row(r) for r in failed.to_pylist()]
+
+
 def run(config: JobConfig) -> RunSummary:
-    """Run the job once over config.inputs; returns the summary also written to runs/<run_id>.json."""
+    """Run the job once over config.inputs; returns the summary also written to runs/<run_id>.json.
+
+    A crash still leaves a manifest (status `crashed`, exit code 1, the error) before the exception propagates.
+    """
     if not config.inputs:
         raise ValueError("inputs: at least one video, directory, glob or manifest is required")
     if not config.output:
         raise ValueError("output: an output directory is required")
     started = time.time()
-    started_at = datetime.now(timezone.utc).isoformat()
     run_id = config.run_id or new_run_id()
-    task_fields = task_output_fields(config.tasks)
+    summary = RunSummary(
+        run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
+        started_at=datetime.now(timezone.utc).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
+    )
     so = config.storage_options or None
+    try:
+        _run(config, summary, started)
+    except BaseException as e:
+        summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
+        summary.wall_s = time.time() - started
+        summary.write(so)
+        raise
+    summary.write(so)
+    return summary
 
+
+def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
+    so = config.storage_options or None
+    out, run_id = config.output.rstrip("/"), summary.run_id
+    task_fields = task_output_fields(config.tasks)
     ensure_ray(config.ray)
     ray.data.DataContext.get_current().enable_progress_bars = config.ray.progress_bars
     t_pipeline = time.time()
 
-    sources, errors, ignored = list_videos(config.inputs, config.input, so)
-    prepared: list[PreparedVideo] = []
-    if sources:
-        prepare = PrepareStage(config.clips, config.sampling, config.decode.unit_seconds, so)
-        rows = (
-            ray.data.from_items([{"source_json": json.dumps(s.to_dict())} for s in sources],
-                                override_num_blocks=min(len(sources), 256))
-            .map(prepare)
-            .take_all()
-        )
-        prepared = [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
-    errors += [p.error for p in prepared if p.error]
-
-    out = config.output.rstrip("/")
-    clip_writer = TableWriter(f"{out}/clips", clips_schema(task_fields), run_id, config.out.rows_per_file, so)
-    clip_counts: Counter = Counter()
-    sampled = 0
+    sources, list_errors, ignored = list_videos(config.inputs, config.input, so)
+    prepared = _prepare(config, sources)
+    sink = _ClipSink(TableWriter(f"{out}/clips", clips_schema(task_fields), run_id, config.out.rows_per_file, so), run_id)
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     if units:
-        for table in _clip_stream(config, units, result_schema(task_fields)).iter_batches(
-            batch_format="pyarrow", batch_size=None
-        ):
-            good = table.filter(pa.compute.is_null(table["error_stage"]))
-            clip_writer.add(good.append_column("run_id", pa.array([run_id] * good.num_rows, pa.string())))
-            clip_counts.update(good["video_id"].to_pylist())
-            sampled += sum(len(t) for t in good["frame_times_s"].to_pylist())
-            errors += _result_errors(table)
+        stream = _clip_stream(config, units, result_schema(task_fields))
+        for table in stream.iter_batches(batch_format="pyarrow", batch_size=None):
+            sink.add(table)
+    summary.files["clips"] = sink.writer.close()
 
+    errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + sink.errors)
     failed_ids = {e.video_id for e in errors}
-    files = {"clips": clip_writer.close()}
-    videos = _videos_table(prepared, clip_counts, failed_ids, run_id)
-    for name, table, schema in [("videos", videos, VIDEOS), ("errors", _error_table(errors, run_id), ERRORS)]:
+    tables = [
+        ("videos", _videos_table(prepared, list_errors, sink.clip_counts, failed_ids, run_id), VIDEOS),
+        ("errors", errors_table(errors, run_id), ERRORS),
+    ]
+    for name, table, schema in tables:
         writer = TableWriter(f"{out}/{name}", schema, run_id, config.out.rows_per_file, so)
         writer.add(table)
-        files[name] = writer.close()
+        summary.files[name] = writer.close()
 
-    listed_ids = {p.source.video_id for p in prepared} | failed_ids
     ok_videos = [p for p in prepared if p.source.video_id not in failed_ids and p.info]
-    counts = RunCounts(
-        inputs=len(listed_ids),
-        ok=len(listed_ids - failed_ids),
+    summary.counts = RunCounts(
+        inputs=len(list_errors) + len(prepared),
+        ok=len(ok_videos),
         failed=len(failed_ids),
-        clips=sum(clip_counts.values()),
+        clips=sum(sink.clip_counts.values()),
         errors=len(errors),
-        sampled_frames=sampled,
+        sampled_frames=sink.sampled_frames,
         source_frames=sum(p.info.frame_count for p in ok_videos),
         source_seconds=sum(p.info.duration_s for p in ok_videos),
         ignored_files=ignored,
     )
-    status, exit_code = status_for(counts)
-    summary = RunSummary(
-        run_id=run_id, output=config.output, status=status, exit_code=exit_code, counts=counts,
-        started_at=started_at, wall_s=time.time() - started, pipeline_s=time.time() - t_pipeline,
-        config=_redacted(config), files=files,
-    )
-    summary.write(so)
-    return summary
+    summary.status, summary.exit_code = status_for(summary.counts)
+    summary.wall_s, summary.pipeline_s = time.time() - started, time.time() - t_pipeline

@@ -61,7 +61,7 @@ VIDEOS = pa.schema(
     [
         _f("video_id", pa.string(), "see clips.video_id", False),
         _f("video_uri", pa.string(), "where the video was read from", False),
-        _f("fingerprint", pa.string(), "sha1 of (uri, size, mtime/etag); changes when the file does", False),
+        _f("fingerprint", pa.string(), "sha1 of (uri, size, mtime/etag); changes when the file does (null: input not found)"),
         _f("size_bytes", pa.int64(), "file size when listed"),
         _f("version", pa.string(), "mtime (file systems) or ETag (object stores) when listed"),
         _f("status", pa.string(), "`ok`: every planned clip written; `failed`: see errors/ for this video_id", False),
@@ -73,7 +73,7 @@ VIDEOS = pa.schema(
         _f("height", pa.int32(), "coded height of the first frame"),
         _f("codec", pa.string(), "FFmpeg codec name"),
         _f("pix_fmt", pa.string(), "pixel format of decoded frames"),
-        _f("rotation", pa.int32(), "display rotation in degrees (undone before inference)"),
+        _f("rotation", pa.int32(), "display-matrix rotation in degrees, 0/90/180/270 (frames are turned upright before inference)"),
         _f("has_audio", pa.bool_(), "container has at least one audio stream"),
         _f("keyframe_interval_s", pa.float64(), "largest keyframe gap seen near the start; drives seek vs decode-through"),
         RUN_FIELD,
@@ -84,7 +84,7 @@ ERRORS = pa.schema(
     [
         _f("video_id", pa.string(), "sha1 of the URI the error is about", False),
         _f("video_uri", pa.string(), "input path or URL that failed", False),
-        _f("stage", pa.string(), "list | probe | plan | decode | infer | write", False),
+        _f("stage", pa.string(), "list | probe | plan | decode | infer (one row per failed input; see message for more failed units)", False),
         _f("error_type", pa.string(), "exception class, e.g. InvalidDataError, DecodeError, FileNotFoundError", False),
         _f("message", pa.string(), "the error text (truncated to 2000 chars)", False),
         _f("clip_id", pa.string(), "first clip affected, when the failure is inside a video"),
