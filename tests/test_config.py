@@ -62,3 +62,18 @@ def test_cli_missing_output_exits_2():
     result = CliRunner().invoke(app, ["run", "x.mp4"])
     assert result.exit_code == 2
     assert "output" in result.output
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("tasks.0.model=notamodel", r"tasks\.0: Unknown model notamodel"),
+        ("tasks.0.weights=IMAGENET9K", r"tasks\.0: mobilenet_v2 has no weights 'IMAGENET9K'"),
+        ("tasks.0.weights_path=/nonexistent/mnv2.pth", r"tasks\.0\.weights_path: /nonexistent/mnv2.pth does not exist"),
+    ],
+)
+def test_models_and_weights_are_resolved_up_front(setting: str, message: str, tmp_path: Path):
+    with pytest.raises(ConfigError, match=message):
+        load_config(sets=[setting])
+    result = CliRunner().invoke(app, ["run", "x.mp4", "-o", str(tmp_path), "--set", setting])
+    assert result.exit_code == 2 and "Traceback" not in result.output

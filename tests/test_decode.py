@@ -92,14 +92,17 @@ def test_frame_to_array_resizes_short_side_then_crops():
     assert FrameSpec(resize_short=90, crop=64).scaled_size(320, 180) == (160, 90)
 
 
-def test_display_rotation_is_undone(tmp_path: Path):
-    # encoded landscape with a 90 degree display matrix: the decoded frame is portrait
-    path = make_video(tmp_path / "rot.mp4", seconds=1.0, fps=10, width=160, height=96, rotation=90)
+# Where a top-left marker ends up once the display matrix is applied (quadrants TL, TR, BL, BR after a centre
+# crop), as `ffmpeg -i rotated.mp4` (autorotate) shows it; checked against ffmpeg 5 when this test was written.
+@pytest.mark.parametrize(("rotation", "quadrants"), [(0, [1, 0, 0, 0]), (90, [0, 0, 1, 0]), (180, [0, 0, 0, 1]), (270, [0, 1, 0, 0])])
+def test_display_rotation_is_undone_like_ffmpeg(tmp_path: Path, rotation: int, quadrants: list[int]):
+    img = np.zeros((96, 160, 3), np.uint8)
+    img[:48, :80] = 255
+    path = make_video(tmp_path / "rot.mp4", frames=[img] * 3, fps=10, width=160, height=96, rotation=rotation)
     info, _, units = units_for(path, sampling=SamplingConfig(frames_per_clip=1))
-    assert info.rotation == 90
-    d = next(decode_unit(units[0], FrameSpec(resize_short=96, crop=96)))
-    rotated_bands = d.frames[0].mean(axis=(0, 2))  # after rotation the index bands run left-right
-    assert rotated_bands.max() - rotated_bands.min() > 100
+    assert info.rotation == rotation
+    out = next(decode_unit(units[0], FrameSpec(resize_short=96, crop=96))).frames[0]
+    assert [int(out[y : y + 48, x : x + 48].mean() > 100) for y in (0, 48) for x in (0, 48)] == quadrants
 
 
 def faststart_copy(src_path: Path, dst_path: Path) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import av
@@ -83,7 +84,8 @@ def test_clip_rows_are_complete(classify_run):
 
 
 def test_scores_equal_a_plain_single_process_loop(classify_run, mobilenet_weights: str):
-    """Same timestamps decoded by a naive PyAV loop, same model: per-clip scores agree to 1e-4."""
+    """A naive loop picks the same frames by index from an independent plan, decodes every frame with PyAV and
+    runs the same model: per-clip scores and embeddings agree to 1e-4."""
     _, out = classify_run
     rows = read(out, "clips").to_pylist()
     cfg = TaskConfig(weights_path=mobilenet_weights, top_k=3)
@@ -91,16 +93,18 @@ def test_scores_equal_a_plain_single_process_loop(classify_run, mobilenet_weight
     spec = get_task("classify").frame_spec(cfg)
     for uri in sorted({r["video_uri"] for r in rows}):
         with av.open(uri) as c:
-            frames = {round(f.time, 6): frame_to_array(f, spec) for f in c.decode(video=0)}
+            fps = float(c.streams.video[0].average_rate)
+            frames = [frame_to_array(f, spec) for f in c.decode(video=0)]
         for r in (r for r in rows if r["video_uri"] == uri):
-            x = torch.from_numpy(np.stack([frames[round(t, 6)] for t in r["frame_times_s"]]))
-            probs, feats = task.forward_frames(x, batch_size=64)
+            first, stop = math.ceil(r["start_s"] * fps - 1e-6), min(len(frames), math.ceil(r["end_s"] * fps - 1e-6))
+            indices = [first + math.floor((i + 0.5) * (stop - first) / 4) for i in range(4)]  # frames_per_clip=4
+            assert r["frame_times_s"] == pytest.approx([i / fps for i in indices], abs=1e-6)
+            probs, feats = task.forward_frames(torch.from_numpy(np.stack([frames[i] for i in indices])), batch_size=64)
             mean = probs.mean(0)
-            expected = [mean[task.categories.index(label)].item() for label in r["labels"]]
-            assert r["scores"] == pytest.approx(expected, abs=1e-4)
+            assert mean.topk(3).indices.tolist() == [task.categories.index(label) for label in r["labels"]]
+            assert r["scores"] == pytest.approx(mean.topk(3).values.tolist(), abs=1e-4)
             emb = torch.nn.functional.normalize(feats.mean(0), dim=0).numpy()
             assert np.asarray(r["embedding"]) == pytest.approx(emb, abs=1e-4)
-            assert mean.topk(3).indices.tolist() == [task.categories.index(label) for label in r["labels"]]
 
 
 def test_decode_only_run(ray_session, video_dir: Path, tmp_path: Path):
@@ -122,11 +126,12 @@ def test_truncated_video_is_one_error_and_good_clips_survive(ray_session, video_
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     summary = vidbatch.run(
         {"inputs": [str(cut), str(video_dir / "a.mp4")], "output": str(tmp_path / "o"), "tasks": [],
-         "clips": {"clip_seconds": 1.0}}
+         "clips": {"clip_seconds": 1.0}, "decode": {"unit_seconds": 1.0}}  # several failing units, one error row
     )
     assert summary.exit_code == 3 and summary.counts.failed == 1 and summary.counts.ok == 1
     (err,) = read(tmp_path / "o", "errors").to_pylist()
     assert err["stage"] == "decode" and err["error_type"] == "DecodeError" and err["clip_id"]
+    assert "more failed work units" in err["message"] and err["end_s"] == pytest.approx(4.5)
     videos = {Path(r["video_uri"]).name: r for r in read(tmp_path / "o", "videos").to_pylist()}
     assert videos["cut.mp4"]["status"] == "failed" and 0 < videos["cut.mp4"]["clip_count"] < 5
     assert videos["a.mp4"]["clip_count"] == 3

@@ -56,3 +56,26 @@ def test_out_of_memory_halves_the_batch(actor):
     assert task.seen == [4, 2, 1]
     with pytest.raises(torch.OutOfMemoryError):
         actor._predict(OomAbove(limit=0), torch.zeros(1), [1])
+
+
+class FailsOnWhite:
+    """A task that cannot handle all-white frames: only the clips that contain them may fail."""
+
+    def predict(self, frames, lengths, batch_size):
+        if bool((frames == 255).all(dim=(1, 2, 3)).any()):
+            raise ValueError("white frame")
+        return {"model": ["t"] * len(lengths), "labels": [["x"]] * len(lengths), "scores": [[1.0]] * len(lengths),
+                "embedding": [np.zeros(1280, np.float32)] * len(lengths)}
+
+
+def test_a_failing_clip_becomes_an_infer_error_and_the_batch_survives(actor):
+    batch = frames_batch([clip_row(0, 2, 10), clip_row(1, 2, 255), clip_row(2, 2, 30)], k=4, spec=SPEC)
+    real = actor.tasks
+    actor.tasks = [FailsOnWhite()]
+    try:
+        rows = actor(batch).to_pylist()
+    finally:
+        actor.tasks = real
+    assert [r["error_stage"] for r in rows] == [None, "infer", None]
+    assert rows[1]["error_type"] == "ValueError" and rows[1]["error_message"] == "white frame"
+    assert rows[0]["labels"] == ["x"] and rows[2]["labels"] == ["x"] and rows[1]["labels"] is None

@@ -30,3 +30,16 @@ def test_writer_writes_an_empty_file_with_the_schema(tmp_path: Path):
     (path,) = TableWriter(str(tmp_path / "videos"), VIDEOS, "r1", 10).close()
     table = pq.read_table(path)
     assert table.num_rows == 0 and table.schema.equals(VIDEOS, check_metadata=False)
+
+
+def test_manifest_config_never_holds_secrets():
+    from vidbatch.config import load_config
+    from vidbatch.pipeline import _recorded_config
+
+    cfg = load_config(overrides={"storage_options": {
+        "key": "AKIA123", "endpoint_url": "http://127.0.0.1:9000",
+        "client_kwargs": {"aws_secret_access_key": "s3cr3t", "region_name": "eu-west-1"},
+    }})
+    recorded = _recorded_config(cfg)["storage_options"]
+    assert "AKIA123" not in str(recorded) and "s3cr3t" not in str(recorded)
+    assert recorded["endpoint_url"] == "http://127.0.0.1:9000" and recorded["client_kwargs"]["region_name"] == "eu-west-1"

@@ -108,12 +108,26 @@ class JobConfig(StrictModel):
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")
-    def _tasks_known(self) -> JobConfig:
+    def _tasks_resolve(self) -> JobConfig:
+        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, mixed frame sizes."""
+        from fsspec.core import url_to_fs
+
+        from vidbatch.inference import frame_spec_for, task_output_fields
         from vidbatch.tasks import TASKS
 
         for i, t in enumerate(self.tasks):
             if t.task not in TASKS:
                 raise ValueError(f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}")
+            try:
+                task_output_fields([t])
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"tasks.{i}: {e}") from None
+            if t.weights_path is not None:
+                fs, path = url_to_fs(t.weights_path, **self.storage_options)
+                if not fs.exists(path):
+                    raise ValueError(f"tasks.{i}.weights_path: {t.weights_path} does not exist")
+        task_output_fields(self.tasks)
+        frame_spec_for(self.tasks)
         return self
 
 
@@ -124,9 +138,9 @@ class ConfigError(ValueError):
 def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
+        lines.append(f"{loc}: {msg}" if loc else msg)
     return "invalid config:\n  " + "\n  ".join(lines)
 
 

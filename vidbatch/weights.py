@@ -33,7 +33,7 @@ def resolve_weights(model: str, weights: str | None) -> ResolvedWeights:
             enum = enum_cls[weights]
         except KeyError:
             raise ValueError(
-                f"{model} has no weights {weights!r}; choose from {['DEFAULT', *enum_cls.__members__]}"
+                f"{model} has no weights {weights!r}; choose from {list(enum_cls.__members__)}"
             ) from None
     return ResolvedWeights(enum, enum.name)
 
