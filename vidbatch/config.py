@@ -53,7 +53,9 @@ class SamplingConfig(StrictModel):
 
 class DecodeConfig(StrictModel):
     strategy: Literal["auto", "sequential", "seek"] = Field(
-        "auto", description="auto seeks only across gaps longer than the keyframe interval; sequential never seeks; seek always does."
+        "auto",
+        description="Between samples: auto seeks only across gaps longer than the keyframe interval, sequential "
+        "always decodes through, seek always seeks. Each work unit starts with one seek to its first sample.",
     )
     unit_seconds: float = Field(60.0, gt=0, description="A video is cut into work units of about this much footage.")
     threads: int = Field(0, ge=0, description="Decoder threads per task; 0 lets FFmpeg choose (thread_type AUTO).")

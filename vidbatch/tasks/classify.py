@@ -11,7 +11,7 @@ from vidbatch.config import TaskConfig
 from vidbatch.decode import DEFAULT_FRAME_SPEC, FrameSpec
 from vidbatch.schema import classify_fields
 from vidbatch.tasks import register_task
-from vidbatch.weights import build_torchvision_model, resolve_weights
+from vidbatch.weights import ResolvedWeights, build_torchvision_model, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,17 +25,22 @@ def _last_linear(net: torch.nn.Module) -> torch.nn.Linear:
     return linears[-1]
 
 
+def _preprocessing(resolved: ResolvedWeights) -> tuple[FrameSpec, tuple[float, ...], tuple[float, ...]]:
+    """Frame size and normalisation the weights were trained with (their torchvision transforms preset)."""
+    if resolved.enum is None:
+        return DEFAULT_FRAME_SPEC, IMAGENET_MEAN, IMAGENET_STD
+    preset = resolved.enum.transforms()
+    spec = FrameSpec(resize_short=int(preset.resize_size[0]), crop=int(preset.crop_size[0]))
+    return spec, tuple(preset.mean), tuple(preset.std)
+
+
 @register_task("classify")
 class ImageClassifierTask:
     name: ClassVar[str]
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec:
-        resolved = resolve_weights(cfg.model, cfg.weights)
-        if resolved.enum is None:
-            return DEFAULT_FRAME_SPEC
-        preset = resolved.enum.transforms()
-        return FrameSpec(resize_short=int(preset.resize_size[0]), crop=int(preset.crop_size[0]))
+        return _preprocessing(resolve_weights(cfg.model, cfg.weights))[0]
 
     @classmethod
     def output_fields(cls, cfg: TaskConfig) -> list[pa.Field]:
@@ -53,10 +58,7 @@ class ImageClassifierTask:
         head = _last_linear(self.net)
         self.categories = resolved.categories or [f"class_{i}" for i in range(head.out_features)]
         self.model_name = f"{cfg.model}:{resolved.label}"
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if resolved.enum is not None:
-            preset = resolved.enum.transforms()
-            mean, std = tuple(preset.mean), tuple(preset.std)
+        _, mean, std = _preprocessing(resolved)
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self._features: torch.Tensor | None = None
