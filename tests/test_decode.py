@@ -15,7 +15,8 @@ from vidbatch.probe import probe_video
 SPEC = FrameSpec(resize_short=120, crop=112)
 
 
-def units_for(path: Path, clip_seconds=1.0, sampling=SamplingConfig(frames_per_clip=4), unit_seconds=60.0, **clip_kw):
+def units_for(path: Path, clip_seconds=1.0, sampling: SamplingConfig | None = None, unit_seconds=60.0, **clip_kw):
+    sampling = sampling or SamplingConfig(frames_per_clip=4)
     info = probe_video(str(path))
     clips = plan_clips(info, "fp", ClipConfig(clip_seconds=clip_seconds, **clip_kw), sampling)
     return info, clips, plan_work_units(str(path), "vid", info, clips, unit_seconds)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import av
@@ -148,3 +149,22 @@ def test_cli_exit_codes_and_table(ray_session, video_dir: Path, mobilenet_weight
     assert partial.exit_code == 3, partial.output
     stages = sorted(r["stage"] for r in read(tmp_path / "p", "errors").to_pylist())
     assert stages == ["list", "probe"]
+
+
+def test_cli_process_starts_its_own_embedded_ray(video_dir: Path, tmp_path: Path):
+    """The installed `vidbatch` command in a fresh process: embedded Ray start-up, real exit code, manifest."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("vidbatch")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [str(exe), "run", str(video_dir / "a.mp4"), str(video_dir / "corrupt.mp4"), "-o", str(tmp_path / "o"),
+         "--set", "tasks=[]", "--set", "ray.num_cpus=1", "--set", "ray.progress_bars=false"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "1 ok, 1 failed" in proc.stdout
+    (manifest,) = (tmp_path / "o" / "runs").glob("*.json")
+    assert json.loads(manifest.read_text())["counts"]["clips"] == 2  # 3 s in default 2 s clips

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -44,12 +44,12 @@ def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
 @app.command("run")
 def run_command(
     archive: Annotated[list[str], typer.Argument(help="Video files, directories, globs or manifests (any fsspec URL).")],
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output directory (any fsspec URL).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML job config.")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: --set clips.clip_seconds=4")] = None,
-    run_id: Annotated[Optional[str], typer.Option("--run-id")] = None,
-    show: Annotated[Optional[int], typer.Option("--show", help="Clips to print after the run.")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Output directory (any fsspec URL).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML job config.")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: --set clips.clip_seconds=4")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id")] = None,
+    show: Annotated[int | None, typer.Option("--show", help="Clips to print after the run.")] = None,
 ) -> None:
     """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet."""
     try:

@@ -5,7 +5,7 @@ import json
 import platform
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib import metadata
 from typing import Any
 
@@ -16,7 +16,7 @@ PACKAGES = ("vidbatch", "ray", "av", "torch", "torchvision", "pyarrow", "fsspec"
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def package_versions() -> dict[str, str]:

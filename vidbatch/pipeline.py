@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import pyarrow as pa
@@ -154,7 +155,7 @@ def run(config: JobConfig) -> RunSummary:
     run_id = config.run_id or new_run_id()
     summary = RunSummary(
         run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
-        started_at=datetime.now(timezone.utc).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
+        started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
     )
     so = config.storage_options or None
     try:
