@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Decode throughput: vidbatch's pipeline against a raw PyAV decode loop, on the same files, in one run.
 
     RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/decode_throughput.py
@@ -12,10 +11,18 @@ Lines measured (frames/s are *source* frames: every frame of every file, whether
                   Parquet) through the real Ray Data pipeline; seconds = the run's own pipeline_s (Ray start-up
                   excluded; wall time printed too)
   vidbatch-classify the same with the classify task (mobilenet_v2, local ImageNet weights) on CPU/GPU
+  raw-pyav-procs  (--parallel-raw only) one single-threaded PyAV decoder process per core, files spread over
+                  them: what the cores can decode when fully used; informative, not the baseline
 
-Ray is started once before any timing (its start-up is reported separately) and, by default, one untimed
-warm-up run on the first file spawns Ray's worker processes. Repeats are interleaved (raw, ffmpeg, pipeline,
-raw, ...) so that load from other processes hits every line alike; the table shows the median.
+Every line may use every core of the machine (or of the CPU affinity the script is started with): the raw
+loop through FFmpeg's frame threads, the pipeline through Ray (`ray.num_cpus` defaults to all cores).
+
+Ray is started once before any timing (its start-up is reported separately). By default an untimed warm-up run
+of the same config (on as many files as Ray has CPUs) precedes every timed pipeline run, so that Ray's worker
+processes exist: the inference actor takes over one of Ray's idle worker processes, which exits with the actor,
+so the next run has to start a fresh worker (about a second here, as much as a whole short decode run). Repeats are interleaved (raw, ffmpeg, pipeline, raw, ...) with a short idle pause before
+each line, so that load from other processes and one line's teardown hit every line alike; the table shows the
+median.
 
 The goal checked: vidbatch-decode source frames/s >= 0.9 x raw-pyav frames/s.
 """
@@ -37,9 +44,9 @@ from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+import av
+import numpy as np
+import yaml
 
 GOAL_RATIO = 0.9
 
@@ -69,7 +76,7 @@ def _texture(h: int, w: int, seed: int, cell: int = 4) -> np.ndarray:
 
 def make_video(path: Path, seconds: float, fps: int, width: int, height: int, preset: str, seed: int) -> int:
     """libx264 yuv420p with moving content: a texture panning diagonally, a moving bright box, light sensor noise."""
-    n_frames = int(round(seconds * fps))
+    n_frames = round(seconds * fps)
     pad = 2 * max(width, height)
     tex = _texture(height + pad, width + pad, seed)
     rng = np.random.default_rng(seed + 1)
@@ -130,6 +137,33 @@ def raw_pyav(paths: list[Path], threads: int = 0) -> tuple[int, float]:
     return frames, time.perf_counter() - t
 
 
+def _decode_file_single_thread(path: str) -> int:
+    n = 0
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for _ in container.decode(stream):
+            n += 1
+    return n
+
+
+def start_pool(workers: int):
+    """Spawned (not forked: Ray is running) and warmed up before any timing."""
+    import concurrent.futures
+    import multiprocessing
+
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    list(pool.map(abs, range(workers)))
+    return pool
+
+
+def raw_pyav_parallel(paths: list[Path], pool) -> tuple[int, float]:
+    """One single-threaded decoder per file, files spread over one process per core: the machine's capacity."""
+    t = time.perf_counter()
+    frames = sum(pool.map(_decode_file_single_thread, [str(p) for p in paths]))
+    return frames, time.perf_counter() - t
+
+
 def ffmpeg_cli(paths: list[Path]) -> float:
     t = time.perf_counter()
     for p in paths:
@@ -145,7 +179,7 @@ def ffmpeg_version() -> str | None:
     exe = shutil.which("ffmpeg")
     if not exe:
         return None
-    first = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout.splitlines()
+    first = subprocess.run([exe, "-version"], check=False, capture_output=True, text=True).stdout.splitlines()
     return first[0] if first else "unknown"
 
 
@@ -207,9 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="medium", help="libx264 preset used to make the videos (default medium)")
     ap.add_argument("--videos-dir", help="where test videos are made / reused (default: $TMPDIR/vidbatch_bench_videos)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per line, interleaved; median shown (default 3)")
-    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up pipeline run")
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="idle seconds before each timed line, so that one line's teardown (Ray killing the "
+                         "inference actor, freeing memory) does not run during the next (default 2)")
+    ap.add_argument("--warmup", choices=["each", "once", "none"], default="each",
+                    help="untimed pipeline runs (same config, on as many files as Ray has CPUs) that start Ray's "
+                         "worker processes: before each timed pipeline run (default; the inference actor's worker "
+                         "process exits with it), once at the start, or never")
     ap.add_argument("--no-ffmpeg", action="store_true")
     ap.add_argument("--no-classify", action="store_true")
+    ap.add_argument("--parallel-raw", action="store_true",
+                    help="add a line: raw PyAV with one single-threaded decoder process per core (informative; "
+                         "the goal is still judged against the sequential raw-pyav line)")
     ap.add_argument("--ray-num-cpus", type=int, default=None,
                     help="CPUs of the embedded Ray (default: all, as the raw loop's FFmpeg threads use)")
     ap.add_argument("--frames-per-clip", type=int, default=8)
@@ -238,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     libs = ".".join(str(x) for x in av.library_versions["libavcodec"])
     print(f"cores: os.cpu_count()={cores}, usable (affinity)={affinity}; python {platform.python_version()}")
     print(f"PyAV {av.__version__} (bundled FFmpeg libavcodec {libs}); ray {ray.__version__}; torch {torch.__version__}")
+    print("every line may use all usable cores (raw loop: FFmpeg frame threads; pipeline: Ray CPUs)")
     print(f"ffmpeg CLI: {ff or 'not on PATH - line skipped' if not args.no_ffmpeg else 'skipped (--no-ffmpeg)'}")
 
     print(f"test videos: {args.videos} x {args.seconds:g}s {args.width}x{args.height} {args.fps} fps H.264 "
@@ -279,35 +323,63 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ray.data.DataContext.{attr} = {getattr(ctx, attr)!r} (benchmark override)")
 
     work = Path(tempfile.mkdtemp(prefix="vidbatch_bench_"))
-    warmup_s = None
-    if not args.no_warmup:
+    warm_paths = paths[: max(1, min(len(paths), int(ray.cluster_resources().get("CPU", 1))))]
+    warmup_s: list[float] = []
+
+    def warm_up(cfg: dict[str, Any]) -> None:
         t = time.perf_counter()
-        run_vidbatch(paths[:1], decode_cfg, args.sets, work)
-        if classify_cfg:
-            run_vidbatch(paths[:1], classify_cfg, args.sets, work)
-        warmup_s = time.perf_counter() - t
-        print(f"warm-up (untimed): vidbatch on {paths[0].name}{' decode + classify' if classify_cfg else ''} "
-              f"in {warmup_s:.1f}s")
+        run_vidbatch(warm_paths, cfg, args.sets, work)
+        warmup_s.append(time.perf_counter() - t)
+
+    pipeline_cfgs = [decode_cfg] + ([classify_cfg] if classify_cfg else [])
+    if args.warmup == "once":
+        for cfg in pipeline_cfgs:
+            warm_up(cfg)
+        print(f"warm-up (untimed): {len(pipeline_cfgs)} pipeline run(s) on {len(warm_paths)} file(s) in "
+              f"{sum(warmup_s):.1f}s")
+    elif args.warmup == "each":
+        print(f"warm-up (untimed): a run of the same config on {len(warm_paths)} file(s) before every timed "
+              "pipeline run")
 
     runs: dict[str, list[dict[str, Any]]] = {"raw-pyav": []}
+    pool = None
+    if args.parallel_raw:
+        pool = start_pool(affinity or 1)
+        runs["raw-pyav-procs"] = []
     if ff:
         runs["ffmpeg-cli"] = []
     runs["vidbatch-decode"] = []
     if classify_cfg:
         runs["vidbatch-classify"] = []
     raw_frames = None
+
+    def settle() -> None:
+        time.sleep(args.settle)
+
     for r in range(args.repeats):
+        settle()
         frames, secs = raw_pyav(paths)
         raw_frames = frames
         runs["raw-pyav"].append({"frames": frames, "seconds": secs})
+        if pool is not None:
+            settle()
+            frames, secs = raw_pyav_parallel(paths, pool)
+            runs["raw-pyav-procs"].append({"frames": frames, "seconds": secs})
         if ff:
-            runs["ffmpeg-cli"].append({"frames": frames, "seconds": ffmpeg_cli(paths)})
-        runs["vidbatch-decode"].append(run_vidbatch(paths, decode_cfg, args.sets, work))
-        if classify_cfg:
-            runs["vidbatch-classify"].append(run_vidbatch(paths, classify_cfg, args.sets, work))
+            settle()
+            runs["ffmpeg-cli"].append({"frames": raw_frames, "seconds": ffmpeg_cli(paths)})
+        for name, cfg in [("vidbatch-decode", decode_cfg), ("vidbatch-classify", classify_cfg)]:
+            if cfg is None:
+                continue
+            if args.warmup == "each":
+                warm_up(cfg)
+            settle()
+            runs[name].append(run_vidbatch(paths, cfg, args.sets, work))
         line = ", ".join(f"{k} {v[-1]['frames'] / v[-1]['seconds']:.0f}" for k, v in runs.items())
         print(f"repeat {r + 1}/{args.repeats} frames/s: {line}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
+    if pool is not None:
+        pool.shutdown()
 
     rows = []
     for name, rs in runs.items():
