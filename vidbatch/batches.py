@@ -76,7 +76,7 @@ class DecodeStage:
 
     spec: FrameSpec
     strategy: Literal["auto", "sequential", "seek"]
-    threads: int
+    threads: int  # 0: FFmpeg's choice
     samples_per_clip: int
     storage_options: dict[str, Any] | None = None
 

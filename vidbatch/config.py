@@ -58,7 +58,10 @@ class DecodeConfig(StrictModel):
         "always decodes through, seek always seeks. Each work unit starts with one seek to its first sample.",
     )
     unit_seconds: float = Field(60.0, gt=0, description="A video is cut into work units of about this much footage.")
-    threads: int = Field(0, ge=0, description="Decoder threads per task; 0 lets FFmpeg choose (thread_type AUTO).")
+    threads: int = Field(
+        1, ge=0, description="FFmpeg threads per decode task; 0 lets FFmpeg choose. Parallelism comes from running one "
+        "task per reserved CPU, and extra frame threads per task cost CPU (measured in benchmarks/)."
+    )
     num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per decode task.")
     memory_mb: int = Field(
         512, gt=0, description="Memory reserved per decode task; also keeps Ray from fusing decode into the inference actors."
@@ -88,6 +91,10 @@ class RayConfig(StrictModel):
     address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for an embedded local Ray.")
     progress_bars: bool = True
+    reserve_operator_resources: bool = Field(
+        False, description="Ray Data's per-operator resource reservation; on small clusters it holds CPUs for idle "
+        "operators and serialises the decode tasks (benchmarks/README.md)."
+    )
 
 
 class OutputConfig(StrictModel):

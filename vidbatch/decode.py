@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from vidbatch.clips import ClipPlan, WorkUnit
 from vidbatch.container import open_container
@@ -41,14 +42,19 @@ class DecodedClip:
     frame_times_s: tuple[float, ...]  # actual presentation times of the kept frames, relative to the first frame
 
 
-def frame_to_array(frame: av.VideoFrame, spec: FrameSpec) -> np.ndarray:
-    """Scale and convert one frame in libswscale, undo display rotation, centre-crop to spec.crop."""
+def frame_to_array(frame: av.VideoFrame, spec: FrameSpec, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """Scale and convert one frame in libswscale, undo display rotation, centre-crop to spec.crop.
+
+    Pass one reformatter for all frames of a stream: it keeps the swscale context instead of rebuilding it.
+    """
     rotation = int(frame.rotation or 0) % 360
     w, h = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
     sw, sh = spec.scaled_size(w, h)
     if rotation in (90, 270):
         sw, sh = sh, sw
-    rgb = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    rgb = (reformatter or VideoReformatter()).reformat(
+        frame, width=sw, height=sh, format="rgb24", interpolation="BILINEAR"
+    ).to_ndarray()
     if rotation:
         # display matrix rotation is counter-clockwise
         rgb = np.rot90(rgb, k=rotation // 90)
@@ -107,8 +113,10 @@ def decode_unit(
     times: list[list[float]] = [[0.0] * n for n in remaining]
     next_clip = 0
 
+    reformatter = VideoReformatter()
+
     def keep(frame: av.VideoFrame, target: _Target) -> None:
-        kept[target.clip_pos][target.slot] = frame_to_array(frame, spec)
+        kept[target.clip_pos][target.slot] = frame_to_array(frame, spec, reformatter)
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1

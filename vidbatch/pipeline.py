@@ -89,16 +89,17 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     # several blocks per CPU balance the load; one block per unit would flood the scheduler on huge archives
     blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
+    # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
+    # with inference, on the GPU nodes of a cluster
+    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
     ds = ds.map_batches(
         DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None),
         batch_size=1,
-        num_cpus=config.decode.num_cpus,
-        # distinct remote args keep decode in its own task pool: fused into the actors it would run
-        # serially with inference, on the GPU nodes of a cluster
-        memory=config.decode.memory_mb * 2**20,
+        **decode_args,
     )
     if not config.tasks:
-        return ds.map_batches(functools.partial(result_table, schema=schema, task_columns={}), batch_size=64)
+        # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
+        return ds.map_batches(functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args)
     inf = config.inference
     gpus = inf.num_gpus
     if gpus is None:
@@ -174,7 +175,9 @@ def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
     out, run_id = config.output.rstrip("/"), summary.run_id
     task_fields = task_output_fields(config.tasks)
     ensure_ray(config.ray)
-    ray.data.DataContext.get_current().enable_progress_bars = config.ray.progress_bars
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = config.ray.progress_bars
+    ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
     t_pipeline = time.time()
 
     sources, list_errors, ignored = list_videos(config.inputs, config.input, so)
