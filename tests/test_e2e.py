@@ -168,3 +168,11 @@ def test_cli_process_starts_its_own_embedded_ray(video_dir: Path, tmp_path: Path
     assert "1 ok, 1 failed" in proc.stdout
     (manifest,) = (tmp_path / "o" / "runs").glob("*.json")
     assert json.loads(manifest.read_text())["counts"]["clips"] == 2  # 3 s in default 2 s clips
+
+
+def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_session, video_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["run", str(video_dir / "a.mp4"), "-o", str(tmp_path / "o"),
+                                      "--set", "inference.num_actors=2"])
+    assert result.exit_code == 2
+    assert "inference.num_actors x inference.num_cpus (2 x 1) plus decode.num_cpus (1) need 3 CPUs" in result.output
+    assert not (tmp_path / "o").exists()

@@ -65,7 +65,11 @@ def run_command(
 
     from vidbatch.pipeline import run
 
-    summary = run(cfg)
+    try:
+        summary = run(cfg)
+    except ConfigError as e:  # settings that only the cluster can refute (e.g. more actors than CPUs)
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     c = summary.counts
     table = _clip_table(summary, cfg.out.show, cfg.storage_options)
     if table:

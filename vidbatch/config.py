@@ -79,9 +79,16 @@ class TaskConfig(StrictModel):
 
 
 class InferenceConfig(StrictModel):
-    batch_size: int = Field(64, gt=0, description="Frames per forward pass.")
+    batch_size: int | None = Field(
+        None, gt=0, description="Frames per forward pass; default 64 on CUDA, 16 on CPU (small batches stay in cache: "
+        "measured 35 vs 22 images/s for MobileNetV2 at 8 vs 64)."
+    )
     num_actors: int = Field(1, gt=0, description="Inference actors in the pool.")
-    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs per actor; also its torch thread count.")
+    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per actor.")
+    threads: int | None = Field(
+        None, gt=0, description="torch CPU threads per actor; default num_cpus. More than num_cpus borrows cores that "
+        "decode tasks leave idle once decoding is ahead of inference."
+    )
     num_gpus: float | None = Field(None, ge=0, description="GPUs per actor; default 1 when the cluster has GPUs, else 0.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast dtype on CUDA; CPU always runs fp32.")

@@ -19,6 +19,10 @@ from vidbatch.schema import RESULT_ERROR_FIELDS, result_schema
 from vidbatch.tasks import get_task
 
 
+DEFAULT_FORWARD_BATCH = {"cuda": 64, "cpu": 16}
+FRAMES_PER_ACTOR_CALL = 64  # frames handed to an actor per call when batch_size is not set
+
+
 def pick_device(cfg: InferenceConfig) -> torch.device:
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -49,8 +53,8 @@ class ClipInferenceActor:
     def __init__(self, tasks: list[TaskConfig], cfg: InferenceConfig, storage_options: dict[str, Any] | None = None):
         self.device = pick_device(cfg)
         if self.device.type == "cpu":
-            torch.set_num_threads(max(1, int(cfg.num_cpus)))
-        self.batch_size = cfg.batch_size
+            torch.set_num_threads(cfg.threads or max(1, int(cfg.num_cpus)))
+        self.batch_size = cfg.batch_size or DEFAULT_FORWARD_BATCH[self.device.type]
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.schema = result_schema(task_output_fields(tasks))
         self.tasks = [get_task(t.task)(t, self.device, storage_options) for t in tasks]

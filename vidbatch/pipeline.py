@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import time
+import warnings
 from collections import Counter
 from datetime import datetime, UTC
 from typing import Any
@@ -21,9 +22,9 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table
-from vidbatch.config import JobConfig, RayConfig
+from vidbatch.config import ConfigError, JobConfig, RayConfig
 from vidbatch.errors import ErrorRow, errors_table, merge_per_video
-from vidbatch.inference import ClipInferenceActor, frame_spec_for, task_output_fields
+from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_spec_for, task_output_fields
 from vidbatch.listing import VideoSource, list_videos
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
@@ -107,12 +108,30 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     return ds.map_batches(
         ClipInferenceActor,
         fn_constructor_kwargs={"tasks": config.tasks, "cfg": inf, "storage_options": config.storage_options or None},
-        batch_size=max(1, inf.batch_size // k),
+        batch_size=max(1, (inf.batch_size or FRAMES_PER_ACTOR_CALL) // k),
         compute=ActorPoolStrategy(size=inf.num_actors),
         num_cpus=inf.num_cpus,
         num_gpus=gpus,
         batch_format="numpy",
     )
+
+
+def _check_capacity(config: JobConfig) -> None:
+    """A fixed actor pool that takes every CPU leaves none for decode tasks, and Ray Data would wait forever."""
+    if not config.tasks:
+        return
+    inf, total = config.inference, ray.cluster_resources().get("CPU", 0.0)
+    need = inf.num_actors * inf.num_cpus + config.decode.num_cpus
+    if need <= total:
+        return
+    message = (
+        f"inference.num_actors x inference.num_cpus ({inf.num_actors} x {inf.num_cpus:g}) plus decode.num_cpus "
+        f"({config.decode.num_cpus:g}) need {need:g} CPUs, but the Ray cluster has {total:g}: no decode task could run"
+    )
+    if config.ray.address or os.environ.get("RAY_ADDRESS"):
+        warnings.warn(f"{message} until an autoscaler adds nodes", stacklevel=2)
+    else:
+        raise ConfigError(message)
 
 
 def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVideo]:
@@ -159,6 +178,8 @@ def run(config: JobConfig) -> RunSummary:
         started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
     )
     so = config.storage_options or None
+    ensure_ray(config.ray)
+    _check_capacity(config)
     try:
         _run(config, summary, started)
     except BaseException as e:
@@ -174,7 +195,6 @@ def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
     so = config.storage_options or None
     out, run_id = config.output.rstrip("/"), summary.run_id
     task_fields = task_output_fields(config.tasks)
-    ensure_ray(config.ray)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = config.ray.progress_bars
     ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
