@@ -77,3 +77,27 @@ def test_models_and_weights_are_resolved_up_front(setting: str, message: str, tm
         load_config(sets=[setting])
     result = CliRunner().invoke(app, ["run", "x.mp4", "-o", str(tmp_path), "--set", setting])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_sample_fps_survives_revalidation_of_a_config_object():
+    from vidbatch.config import validate_config
+
+    cfg = load_config(sets=["sampling.sample_fps=4"])
+    assert validate_config(cfg).sampling.sample_fps == 4
+    with pytest.raises(ConfigError, match="set frames_per_clip or sample_fps"):
+        load_config(sets=["sampling.frames_per_clip=null"])
+
+
+def test_samples_per_clip_are_bounded():
+    with pytest.raises(ConfigError, match=r"sampling.sample_fps x clips.clip_seconds gives 600000 frames per clip"):
+        load_config(sets=["sampling.sample_fps=10000", "clips.clip_seconds=60"])
+
+
+def test_invalid_yaml_in_set_exits_2(tmp_path: Path):
+    result = CliRunner().invoke(app, ["run", "x.mp4", "-o", str(tmp_path), "--set", "clips.clip_seconds=[1"])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+
+
+def test_weights_of_another_model_are_refused():
+    with pytest.raises(ConfigError, match="resnet18 has no weights 'MobileNet_V2_Weights.IMAGENET1K_V1'"):
+        load_config(sets=["tasks.0.model=resnet18", "tasks.0.weights=MobileNet_V2_Weights.IMAGENET1K_V1"])

@@ -132,7 +132,7 @@ def test_truncated_video_is_one_error_and_good_clips_survive(ray_session, video_
     assert summary.exit_code == 3 and summary.counts.failed == 1 and summary.counts.ok == 1
     (err,) = read(tmp_path / "o", "errors").to_pylist()
     assert err["stage"] == "decode" and err["error_type"] == "DecodeError" and err["clip_id"]
-    assert "more failed work units" in err["message"] and err["end_s"] == pytest.approx(4.5)
+    assert "more failures in this video" in err["message"] and err["end_s"] == pytest.approx(4.5)
     videos = {Path(r["video_uri"]).name: r for r in read(tmp_path / "o", "videos").to_pylist()}
     assert videos["cut.mp4"]["status"] == "failed" and 0 < videos["cut.mp4"]["clip_count"] < 5
     assert videos["a.mp4"]["clip_count"] == 3
@@ -176,3 +176,36 @@ def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_session, v
     assert result.exit_code == 2
     assert "inference.num_actors x inference.num_cpus (2 x 1) plus decode.num_cpus (1) need 3 CPUs" in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["tasks=[]", "decode.num_cpus=3"], "decode.num_cpus (3) exceeds the Ray cluster's 2 CPUs"),
+        (["inference.num_gpus=1"], "inference asks for GPUs (num_gpus=1.0, device=auto), the cluster has 0"),
+    ],
+)
+def test_unschedulable_requests_are_refused(ray_session, video_dir: Path, tmp_path: Path, settings, message):
+    args = ["run", str(video_dir / "a.mp4"), "-o", str(tmp_path / "o")] + [a for s in settings for a in ("--set", s)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_crash_still_writes_a_manifest(ray_session, video_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "clips").write_text("a file where the clips directory should be")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the file system raises
+        vidbatch.run({"inputs": [str(video_dir / "a.mp4")], "output": str(out), "tasks": [], "run_id": "crash1"})
+    manifest = json.loads((out / "runs" / "crash1.json").read_text())
+    assert manifest["status"] == "crashed" and manifest["exit_code"] == 1 and manifest["error"]
+
+
+def test_repeated_and_missing_inputs_keep_counts_consistent(ray_session, video_dir: Path, tmp_path: Path):
+    gone = str(tmp_path / "gone.mp4")
+    summary = vidbatch.run({"inputs": [str(video_dir / "a.mp4"), str(video_dir / "a.mp4"), gone, gone],
+                            "output": str(tmp_path / "o"), "tasks": []})
+    c = summary.counts
+    assert (c.inputs, c.ok, c.failed) == (2, 1, 1)
+    videos = read(tmp_path / "o", "videos")
+    assert videos.num_rows == 2 and len(set(videos["video_id"].to_pylist())) == 2

@@ -45,3 +45,21 @@ def test_fingerprint_changes_with_content_but_id_does_not(tmp_path: Path):
     p.write_bytes(b"x" * 11)
     (b,), _, _ = list_videos([str(p)], InputConfig())
     assert a.video_id == b.video_id and a.fingerprint != b.fingerprint
+
+
+def test_repeated_inputs_and_self_listing_manifests_are_read_once(video_dir: Path, tmp_path: Path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(f"{b}\n{a}\n{video_dir / 'a.mp4'}\n{tmp_path / 'gone.mp4'}\n")
+    b.write_text(f"{a}\n{video_dir / 'a.mp4'}\n")
+    sources, errors, _ = list_videos([str(a), str(a), str(tmp_path / "gone.mp4")], InputConfig())
+    assert names(sources) == ["a.mp4"]
+    assert [Path(e.uri).name for e in errors] == ["gone.mp4"]
+
+
+def test_a_directory_without_videos_is_an_error_not_an_empty_run(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.md").write_text("x")
+    sources, errors, _ = list_videos([str(tmp_path / "empty"), str(tmp_path / "docs")], InputConfig())
+    assert sources == [] and [e.error_type for e in errors] == ["FileNotFoundError", "FileNotFoundError"]
+    assert "no file with a video suffix" in errors[0].message

@@ -24,6 +24,9 @@ from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
 Batch = dict[str, np.ndarray]
 
 
+MAX_SAMPLES_PER_CLIP = 512  # one clip's frames travel as one tensor: 512 x 224 x 224 x 3 is 77 MB
+
+
 def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
     """K: the fixed frame axis every clip is padded to, so all blocks share one tensor shape."""
     if sampling.sample_fps is None:
@@ -83,13 +86,15 @@ class DecodeStage:
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for payload in batch["unit_json"]:
             unit = WorkUnit.from_dict(json.loads(payload))
-            done = 0
-            try:
-                for decoded in decode_unit(unit, self.spec, self.strategy, self.threads, self.storage_options):
-                    yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
-                    done += 1
-            except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
-                yield frames_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
+            clips = decode_unit(unit, self.spec, self.strategy, self.threads, self.storage_options)
+            for done in range(len(unit.clips)):
+                try:
+                    decoded = next(clips)
+                except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
+                    yield frames_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
+                    break
+                yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
+            clips.close()
 
 
 def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list]) -> pa.Table:

@@ -31,7 +31,7 @@ class ClipConfig(StrictModel):
         "keep",
         description="What to do with a final window shorter than clip_seconds: keep it short, drop it, or pad it back to a full window ending at the video end.",
     )
-    min_last_clip_seconds: float = Field(0.5, ge=0, description="A short last clip below this length is dropped even with last_clip=keep.")
+    min_last_clip_seconds: float = Field(0.5, ge=0, description="With last_clip=keep, a short last clip below this length is dropped, unless it is the video's only clip.")
 
     @property
     def stride(self) -> float:
@@ -39,13 +39,16 @@ class ClipConfig(StrictModel):
 
 
 class SamplingConfig(StrictModel):
-    frames_per_clip: int | None = Field(8, gt=0, le=512, description="Frames sampled uniformly from each clip.")
+    frames_per_clip: int | None = Field(8, gt=0, le=512, description="Frames sampled uniformly from each clip (at most 512).")
     sample_fps: float | None = Field(None, gt=0, description="Instead of frames_per_clip: sample at this rate.")
 
     @model_validator(mode="after")
     def _one_rule(self) -> SamplingConfig:
-        if self.sample_fps is not None and "frames_per_clip" in self.model_fields_set:
+        explicit_frames = "frames_per_clip" in self.model_fields_set and self.frames_per_clip is not None
+        if self.sample_fps is not None and explicit_frames:
             raise ValueError("set either frames_per_clip or sample_fps, not both")
+        if self.sample_fps is None and self.frames_per_clip is None:
+            raise ValueError("set frames_per_clip or sample_fps")
         if self.sample_fps is not None:
             object.__setattr__(self, "frames_per_clip", None)
         return self
@@ -55,7 +58,8 @@ class DecodeConfig(StrictModel):
     strategy: Literal["auto", "sequential", "seek"] = Field(
         "auto",
         description="Between samples: auto seeks only across gaps longer than the keyframe interval, sequential "
-        "always decodes through, seek always seeks. Each work unit starts with one seek to its first sample.",
+        "always decodes through, seek always seeks. A work unit starts with one seek to its first sample unless "
+        "that lies within a keyframe interval of the video start.",
     )
     unit_seconds: float = Field(60.0, gt=0, description="A video is cut into work units of about this much footage.")
     threads: int = Field(
@@ -128,6 +132,7 @@ class JobConfig(StrictModel):
         """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, mixed frame sizes."""
         from fsspec.core import url_to_fs
 
+        from vidbatch.batches import MAX_SAMPLES_PER_CLIP, max_samples_per_clip
         from vidbatch.inference import frame_spec_for, task_output_fields
         from vidbatch.tasks import TASKS
 
@@ -144,6 +149,11 @@ class JobConfig(StrictModel):
                     raise ValueError(f"tasks.{i}.weights_path: {t.weights_path} does not exist")
         task_output_fields(self.tasks)
         frame_spec_for(self.tasks)
+        samples = max_samples_per_clip(self.clips, self.sampling)
+        if samples > MAX_SAMPLES_PER_CLIP:
+            raise ValueError(
+                f"sampling.sample_fps x clips.clip_seconds gives {samples} frames per clip; the limit is {MAX_SAMPLES_PER_CLIP}"
+            )
         return self
 
 
@@ -200,7 +210,11 @@ def load_config(
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        _set_path(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        _set_path(data, key.strip(), value)
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_path(data, key, value)

@@ -144,8 +144,14 @@ def decode_unit(
             stats.seeks += 1
             return container.decode(stream)
 
+        def decode_further_back(t: float) -> Iterator[av.VideoFrame]:
+            """After a seek that landed past `t` (inexact seeking: MPEG-TS, some MKV) or at the end: aim further back."""
+            nonlocal back
+            back = max(2 * back, unit.keyframe_interval_s, 1.0)
+            return decode_from(t - back)
+
         first = targets[0].time if targets else unit.start_offset_s
-        seek_first = first - unit.start_offset_s > max(unit.keyframe_interval_s, tol)
+        seek_first = first - unit.start_offset_s > SEEK_THRESHOLDS["auto"](unit.keyframe_interval_s, tol)
         frames: Iterator[av.VideoFrame] = decode_from(first) if seek_first else container.decode(stream)
         prev: av.VideoFrame | None = None
         back = 0.0  # how far before a target the current seek aimed, after a seek that landed past it
@@ -159,9 +165,7 @@ def decode_unit(
                 decide = False
                 frame = next(frames, None)
                 if frame is None and prev is None and not from_start:
-                    # a seek near the end of an inexactly-seekable stream can land past its last keyframe
-                    back = max(2 * back, unit.keyframe_interval_s, 1.0)
-                    frames = decode_from(target.time - back)
+                    frames = decode_further_back(target.time)
                     continue
                 if frame is None:
                     while ti < len(targets) and prev is not None and targets[ti].time <= float(prev.time) + 2 * tol:
@@ -179,9 +183,7 @@ def decode_unit(
                 stats.decoded_frames += 1
                 t = float(frame.time)
                 if prev is None and t > target.time + tol and not from_start:
-                    # inexact seeking (MPEG-TS, some MKV) landed after the target: aim further back
-                    back = max(2 * back, unit.keyframe_interval_s, 1.0)
-                    frames = decode_from(target.time - back)
+                    frames = decode_further_back(target.time)
                     continue
                 back = 0.0
                 while ti < len(targets) and t > targets[ti].time + tol:

@@ -5,15 +5,15 @@ This module is the one place error rows are built, carried between stages, merge
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
 from vidbatch.ids import video_id_for
 from vidbatch.schema import ERRORS
 
-Stage = Literal["list", "probe", "plan", "decode", "infer"]
-STAGE_ORDER = ("list", "probe", "plan", "decode", "infer")
+Stage = Literal["list", "probe", "decode", "infer"]
+STAGE_ORDER = get_args(Stage)
 MAX_MESSAGE_CHARS = 2000
 
 
@@ -54,22 +54,21 @@ class ErrorRow:
 
 
 def merge_per_video(rows: list[ErrorRow]) -> list[ErrorRow]:
-    """One row per failed input: its earliest failure, with the clip range widened to cover every failed unit."""
+    """One row per failed input: the failure earliest in the video (then in the pipeline) names the type, message
+    and first clip; start_s/end_s widen to cover every failure of that video."""
     groups: dict[str, list[ErrorRow]] = {}
     for row in rows:
         groups.setdefault(row.video_id or video_id_for(row.uri), []).append(row)
     merged = []
     for group in groups.values():
-        group.sort(key=lambda e: (STAGE_ORDER.index(e.stage), e.start_s if e.start_s is not None else -1.0))
+        group.sort(key=lambda e: (e.start_s if e.start_s is not None else -1.0, STAGE_ORDER.index(e.stage)))
         first = group[0]
         if len(group) > 1:
-            starts = [e.start_s for e in group if e.start_s is not None]
             ends = [e.end_s for e in group if e.end_s is not None]
             first = replace(
                 first,
-                start_s=min(starts, default=None),
-                end_s=max(ends, default=None),
-                message=f"{first.message} (and {len(group) - 1} more failed work units of this video)"[:MAX_MESSAGE_CHARS],
+                end_s=max(ends, default=first.end_s),
+                message=f"{first.message} (and {len(group) - 1} more failures in this video)"[:MAX_MESSAGE_CHARS],
             )
         merged.append(first)
     return merged

@@ -69,8 +69,12 @@ def list_videos(
     errors: list[ErrorRow] = []
     ignored = 0
     pending = list(inputs)
+    seen: set[str] = set()  # an input named twice, or a manifest that lists itself, is read once
     while pending:
         url = pending.pop(0)
+        if url in seen:
+            continue
+        seen.add(url)
         try:
             fs, path = url_to_fs(url, **(storage_options or {}))
             if any(c in path for c in GLOB_CHARS):
@@ -80,6 +84,8 @@ def list_videos(
                 entries = {p: i for p, i in found.items() if i.get("type") != "directory"}
             elif fs.isdir(path):
                 entries = fs.find(path, detail=True)
+                if not any(_has_suffix(p, cfg.extensions) for p in entries):
+                    raise FileNotFoundError(f"no file with a video suffix {list(cfg.extensions)} under {url}")
             elif _has_suffix(path, cfg.manifest_suffixes):
                 with fs.open(path, "rt") as f:
                     lines = [ln.strip() for ln in f]

@@ -34,11 +34,15 @@ from vidbatch.writer import TableWriter
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
 
 
+def _cluster_address(cfg: RayConfig) -> str | None:
+    return cfg.address or os.environ.get("RAY_ADDRESS")
+
+
 def ensure_ray(cfg: RayConfig) -> None:
     """Join RAY_ADDRESS/--address when given, else start an embedded local Ray (once per process)."""
     if ray.is_initialized():
         return
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    address = _cluster_address(cfg)
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
@@ -117,21 +121,29 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
 
 
 def _check_capacity(config: JobConfig) -> None:
-    """A fixed actor pool that takes every CPU leaves none for decode tasks, and Ray Data would wait forever."""
-    if not config.tasks:
+    """Requests the cluster can never grant make Ray Data wait forever (e.g. an actor pool holding every CPU, so no
+    decode task can run): refused on an embedded Ray, a warning on a cluster an autoscaler may grow."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    inf, dec = config.inference, config.decode
+    problems = []
+    if config.tasks:
+        need = inf.num_actors * inf.num_cpus + dec.num_cpus
+        if need > cpus:
+            problems.append(
+                f"inference.num_actors x inference.num_cpus ({inf.num_actors} x {inf.num_cpus:g}) plus decode.num_cpus "
+                f"({dec.num_cpus:g}) need {need:g} CPUs, but the Ray cluster has {cpus:g}: no decode task could run"
+            )
+        if (inf.num_gpus or 0) * inf.num_actors > gpus or (inf.device == "cuda" and gpus == 0):
+            problems.append(f"inference asks for GPUs (num_gpus={inf.num_gpus}, device={inf.device}), the cluster has {gpus:g}")
+    elif dec.num_cpus > cpus:
+        problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
+    if not problems:
         return
-    inf, total = config.inference, ray.cluster_resources().get("CPU", 0.0)
-    need = inf.num_actors * inf.num_cpus + config.decode.num_cpus
-    if need <= total:
-        return
-    message = (
-        f"inference.num_actors x inference.num_cpus ({inf.num_actors} x {inf.num_cpus:g}) plus decode.num_cpus "
-        f"({config.decode.num_cpus:g}) need {need:g} CPUs, but the Ray cluster has {total:g}: no decode task could run"
-    )
-    if config.ray.address or os.environ.get("RAY_ADDRESS"):
-        warnings.warn(f"{message} until an autoscaler adds nodes", stacklevel=2)
+    if _cluster_address(config.ray):
+        warnings.warn("; ".join(problems) + " (waiting for an autoscaler to add nodes)", stacklevel=2)
     else:
-        raise ConfigError(message)
+        raise ConfigError("; ".join(problems))
 
 
 def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVideo]:
@@ -178,10 +190,12 @@ def run(config: JobConfig) -> RunSummary:
         started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
     )
     so = config.storage_options or None
-    ensure_ray(config.ray)
-    _check_capacity(config)
     try:
+        ensure_ray(config.ray)
+        _check_capacity(config)
         _run(config, summary, started)
+    except ConfigError:
+        raise  # refused before anything was written
     except BaseException as e:
         summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
         summary.wall_s = time.time() - started

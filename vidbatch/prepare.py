@@ -19,10 +19,6 @@ class PreparedVideo:
     units: tuple[WorkUnit, ...]
     error: ErrorRow | None
 
-    @property
-    def clip_count(self) -> int:
-        return sum(len(u.clips) for u in self.units)
-
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -58,11 +54,8 @@ class PrepareStage:
             info = probe_video(source.uri, self.storage_options)
         except Exception as e:  # noqa: BLE001 - unreadable/corrupt input is data
             return PreparedVideo(source, None, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
-        try:
-            clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)
-            units = plan_work_units(source.uri, source.video_id, info, clips, self.unit_seconds)
-        except Exception as e:  # noqa: BLE001
-            return PreparedVideo(source, info, (), ErrorRow.from_exception(uri=source.uri, stage="plan", exc=e))
+        clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)
+        units = plan_work_units(source.uri, source.video_id, info, clips, self.unit_seconds)
         return PreparedVideo(source, info, tuple(units), None)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:

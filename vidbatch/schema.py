@@ -84,12 +84,12 @@ ERRORS = pa.schema(
     [
         _f("video_id", pa.string(), "sha1 of the URI the error is about", False),
         _f("video_uri", pa.string(), "input path or URL that failed", False),
-        _f("stage", pa.string(), "list | probe | plan | decode | infer (one row per failed input; see message for more failed units)", False),
+        _f("stage", pa.string(), "list | probe | decode | infer (one row per failed input; see message for more failed units)", False),
         _f("error_type", pa.string(), "exception class, e.g. InvalidDataError, DecodeError, FileNotFoundError", False),
         _f("message", pa.string(), "the error text (truncated to 2000 chars)", False),
         _f("clip_id", pa.string(), "first clip affected, when the failure is inside a video"),
         _f("start_s", pa.float64(), "start of the first affected clip"),
-        _f("end_s", pa.float64(), "end of the last affected clip"),
+        _f("end_s", pa.float64(), "end of the last affected clip (clips in between may have succeeded)"),
         RUN_FIELD,
     ]
 )

@@ -25,16 +25,13 @@ def resolve_weights(model: str, weights: str | None) -> ResolvedWeights:
     """Accept 'DEFAULT', a member name ('IMAGENET1K_V1') or a full name ('MobileNet_V2_Weights.IMAGENET1K_V1')."""
     if weights is None:
         return ResolvedWeights(None, "random")
-    if "." in weights:
-        enum = torchvision.models.get_weight(weights)
-    else:
-        enum_cls = torchvision.models.get_model_weights(model)
-        try:
-            enum = enum_cls[weights]
-        except KeyError:
-            raise ValueError(
-                f"{model} has no weights {weights!r}; choose from {list(enum_cls.__members__)}"
-            ) from None
+    enum_cls = torchvision.models.get_model_weights(model)
+    try:
+        enum = torchvision.models.get_weight(weights) if "." in weights else enum_cls[weights]
+    except (KeyError, ValueError):
+        enum = None
+    if not isinstance(enum, enum_cls):
+        raise ValueError(f"{model} has no weights {weights!r}; choose from {list(enum_cls.__members__)}")
     return ResolvedWeights(enum, enum.name)
 
 
