@@ -17,6 +17,7 @@ import vidbatch
 from vidbatch.cli import app
 from vidbatch.config import TaskConfig
 from vidbatch.decode import frame_to_array
+from vidbatch.outputs import table_files
 from vidbatch.schema import ERRORS, VIDEOS
 from vidbatch.tasks import get_task
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 
 def read(out: Path, table: str):
-    return pq.read_table(out / table)
+    """Committed rows only, as every reader sees them."""
+    return pq.read_table(table_files(str(out), table), partitioning=None)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +208,6 @@ def test_repeated_and_missing_inputs_keep_counts_consistent(ray_session, video_d
     summary = vidbatch.run({"inputs": [str(video_dir / "a.mp4"), str(video_dir / "a.mp4"), gone, gone],
                             "output": str(tmp_path / "o"), "tasks": []})
     c = summary.counts
-    assert (c.inputs, c.ok, c.failed) == (2, 1, 1)
+    assert (c.inputs, c.listed, c.ok, c.failed, c.unreadable_inputs) == (2, 1, 1, 0, 1)
     videos = read(tmp_path / "o", "videos")
     assert videos.num_rows == 2 and len(set(videos["video_id"].to_pylist())) == 2

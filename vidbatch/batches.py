@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from vidbatch.clips import EPS, ClipPlan, WorkUnit
-from vidbatch.config import ClipConfig, SamplingConfig
+from vidbatch.config import ClipConfig, RetryConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
+from vidbatch.retry import backoff_s, is_transient
 from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
 
 Batch = dict[str, np.ndarray]
@@ -82,19 +84,34 @@ class DecodeStage:
     threads: int  # 0: FFmpeg's choice
     samples_per_clip: int
     storage_options: dict[str, Any] | None = None
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for payload in batch["unit_json"]:
-            unit = WorkUnit.from_dict(json.loads(payload))
-            clips = decode_unit(unit, self.spec, self.strategy, self.threads, self.storage_options)
-            for done in range(len(unit.clips)):
-                try:
-                    decoded = next(clips)
-                except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
-                    yield frames_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
-                    break
-                yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
-            clips.close()
+            for row in self._unit_rows(WorkUnit.from_dict(json.loads(payload))):
+                yield frames_batch([row], self.samples_per_clip, self.spec)
+
+    def _unit_rows(self, unit: WorkUnit) -> Iterator[dict[str, Any]]:
+        """Clip rows in order; a transient store failure resumes after the last clip yielded (up to retry.attempts
+        tries), any other failure becomes one error row for the clips not yet decoded."""
+        done, attempt = 0, 1
+        while done < len(unit.clips):
+            clips = decode_unit(replace(unit, clips=unit.clips[done:]), self.spec, self.strategy, self.threads, self.storage_options)
+            try:
+                while done < len(unit.clips):
+                    try:
+                        decoded = next(clips)
+                    except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
+                        if is_transient(e) and attempt < self.retry.attempts:
+                            time.sleep(backoff_s(self.retry, attempt))
+                            attempt += 1
+                            break
+                        yield _error_row(unit, list(unit.clips[done:]), e)
+                        return
+                    yield _clip_row(unit, decoded)
+                    done += 1
+            finally:
+                clips.close()
 
 
 def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list]) -> pa.Table:

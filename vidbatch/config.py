@@ -108,6 +108,22 @@ class RayConfig(StrictModel):
     )
 
 
+class RetryConfig(StrictModel):
+    """Transient object-store failures (5xx, throttling, timeouts, resets) are retried; others fail at once."""
+
+    attempts: int = Field(5, ge=1, le=20, description="Tries per store operation (listing, probe, a work unit's decode, a write).")
+    initial_backoff_s: float = Field(0.5, ge=0, description="First wait; doubles with jitter on each retry.")
+    max_backoff_s: float = Field(20.0, ge=0, description="Longest single wait.")
+
+
+class IncrementalConfig(StrictModel):
+    """Nightly runs: process only what the ledger has not seen (or has seen fail), skip the rest in seconds."""
+
+    enabled: bool = Field(False, description="Compare the listing with the ledger and process only new, changed or previously failed videos.")
+    backfill: bool = Field(False, description="Also reprocess videos last processed by a different pipeline fingerprint (e.g. after a model upgrade).")
+    quarantine_after: int = Field(3, ge=1, description="A video that failed this many runs in a row is skipped until it changes.")
+
+
 class OutputConfig(StrictModel):
     rows_per_file: int = Field(50_000, gt=0)
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
@@ -125,6 +141,8 @@ class JobConfig(StrictModel):
     inference: InferenceConfig = InferenceConfig()
     ray: RayConfig = RayConfig()
     out: OutputConfig = OutputConfig()
+    retry: RetryConfig = RetryConfig()
+    incremental: IncrementalConfig = IncrementalConfig()
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")

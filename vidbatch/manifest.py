@@ -1,7 +1,6 @@
 """The run manifest `runs/<run_id>.json`: what ran, with which versions, what came out, how fast."""
 from __future__ import annotations
 
-import json
 import platform
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -9,7 +8,7 @@ from datetime import datetime, UTC
 from importlib import metadata
 from typing import Any
 
-from fsspec.core import url_to_fs
+from vidbatch.storage import OutputStore
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 PACKAGES = ("vidbatch", "ray", "av", "torch", "torchvision", "pyarrow", "fsspec", "numpy")
@@ -31,15 +30,25 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class RunCounts:
-    inputs: int = 0  # = ok + failed
-    ok: int = 0
-    failed: int = 0
+    """Reconciles: inputs = listed + unreadable_inputs; listed = new + changed + skipped + failed + quarantined."""
+
+    inputs: int = 0
+    listed: int = 0  # videos found by listing the inputs
+    unreadable_inputs: int = 0  # inputs that could not be listed (missing path, empty directory, store down)
+    new: int = 0  # processed ok, first time seen
+    changed: int = 0  # processed ok again: changed file, retry, backfill, or a full (non-incremental) rerun
+    skipped: int = 0  # unchanged since an ok run (incremental runs)
+    failed: int = 0  # processed this run and failed (see errors/)
+    quarantined: int = 0  # skipped: failed incremental.quarantine_after runs in a row, unchanged since
+    deleted: int = 0  # in the ledger and in scope of the inputs, no longer listed
+    ok: int = 0  # new + changed
     clips: int = 0
     errors: int = 0
     sampled_frames: int = 0
     source_frames: int = 0  # frames in the videos that were processed
     source_seconds: float = 0.0
     ignored_files: int = 0  # files under listed directories/globs without a video suffix
+    resumed_units: int = 0  # work units a resumed run found finished by its killed attempt
 
 
 @dataclass
@@ -56,6 +65,10 @@ class RunSummary:
     versions: dict[str, str] = field(default_factory=package_versions)
     files: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None  # why a crashed run stopped
+    dt: str = ""  # partition date of the run's files (UTC day it started)
+    pipeline: str = ""  # pipeline fingerprint (vidbatch.fingerprint)
+    pipeline_identity: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # finished the staged work of a killed attempt with the same run_id
 
     @property
     def throughput(self) -> dict[str, float]:
@@ -71,17 +84,14 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "throughput": self.throughput}
 
-    def write(self, storage_options: dict[str, Any] | None = None) -> str:
-        fs, root = url_to_fs(self.output, **(storage_options or {}))
-        fs.makedirs(f"{root}/runs", exist_ok=True)
-        path = f"{root}/runs/{self.run_id}.json"
-        with fs.open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, default=str)
-        return path
+    def write(self, store: OutputStore) -> str:
+        return store.write_json(f"runs/{self.run_id}.json", self.to_dict())
 
 
 def status_for(counts: RunCounts) -> tuple[str, int]:
-    if counts.failed == 0:
+    """complete: nothing failed (including a nightly run with nothing new); failed: nothing succeeded."""
+    failures = counts.failed + counts.unreadable_inputs
+    if failures == 0:
         return "complete", EXIT_OK
     if counts.ok == 0:
         return "failed", EXIT_PARTIAL

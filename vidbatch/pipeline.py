@@ -7,11 +7,13 @@ decoded frames exist only between the decode tasks and the actors.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any
 
@@ -22,14 +24,17 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table
+from vidbatch.commits import UnitOutcome, commit, committed_run_ids, find_resumable, record_unit, stage_intent, staged_units
 from vidbatch.config import ConfigError, JobConfig, RayConfig
 from vidbatch.errors import ErrorRow, errors_table, merge_per_video
 from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_spec_for, task_output_fields
-from vidbatch.listing import VideoSource, list_videos
+from vidbatch.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
+from vidbatch.ledger import ledger_table, read_ledger, select
+from vidbatch.listing import VideoSource, list_videos, scope_of
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import ERRORS, VIDEOS, clips_schema, result_schema
-from vidbatch.writer import TableWriter
+from vidbatch.schema import VIDEOS, clips_schema, result_schema
+from vidbatch.storage import OutputStore
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
 
@@ -98,7 +103,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     # with inference, on the GPU nodes of a cluster
     decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
     ds = ds.map_batches(
-        DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None),
+        DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry),
         batch_size=1,
         **decode_args,
     )
@@ -150,102 +155,210 @@ def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVide
     """Probe and plan every video in parallel Ray tasks; the plans are small, so they come back to the driver."""
     if not sources:
         return []
-    stage = PrepareStage(config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None)
+    stage = PrepareStage(
+        config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry
+    )
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
     rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
     return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
 
 
-class _ClipSink:
-    """Driver side of the stream: clip rows to clips/, error rows collected, per-video counts kept."""
+@dataclass(frozen=True)
+class _UnitTarget:
+    key: str
+    video_id: str
+    file: str  # deterministic clips file, relative to the output root
+    clip_index: dict[str, int]  # clip_id -> clip_index, the clips the unit must account for
 
-    def __init__(self, writer: TableWriter, run_id: str):
-        self.writer, self.run_id = writer, run_id
-        self.clip_counts: Counter = Counter()
-        self.sampled_frames = 0
-        self.errors: list[ErrorRow] = []
+
+def _unit_targets(prepared: list[PreparedVideo], pipeline: str, dt: str) -> dict[str, _UnitTarget]:
+    """Each work unit's key and file name, from the video's content fingerprint, the unit and the pipeline."""
+    targets = {}
+    for p in prepared:
+        for u in p.units:
+            key = hashlib.sha1(f"{p.source.fingerprint}|{u.unit_index}|{pipeline}".encode()).hexdigest()[:20]
+            file = f"clips/dt={dt}/pipeline={pipeline}/part-{u.video_id}-{u.unit_index:05d}-{key[:8]}.parquet"
+            targets[key] = _UnitTarget(key, u.video_id, file, {c.clip_id: c.clip_index for c in u.clips})
+    return targets
+
+
+class _UnitSink:
+    """Driver side of the stream: rows gathered per work unit; a finished unit is written and marked at once,
+    so a killed run loses at most the units in flight."""
+
+    def __init__(self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, _UnitTarget]):
+        self.store, self.run_id, self.schema = store, run_id, schema
+        self.targets = targets
+        self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
+        self.pending = {k: set(t.clip_index) for k, t in targets.items()}
+        self.rows: dict[str, list[pa.Table]] = {k: [] for k in targets}
+        self.errors: dict[str, list[ErrorRow]] = {k: [] for k in targets}
+        self.outcomes: dict[str, UnitOutcome] = {}
 
     def add(self, table: pa.Table) -> None:
-        good = table.filter(pc.is_null(table["error_stage"]))
-        self.writer.add(good.append_column("run_id", pa.array([self.run_id] * good.num_rows, pa.string())))
-        self.clip_counts.update(good["video_id"].to_pylist())
-        self.sampled_frames += pc.sum(pc.list_value_length(good["frame_times_s"])).as_py() or 0
-        failed = table.filter(pc.is_valid(table["error_stage"]))
-        self.errors += [ErrorRow.from_result_row(r) for r in failed.to_pylist()]
+        keys = [self.unit_of[c] for c in table["clip_id"].to_pylist()]
+        for key in dict.fromkeys(keys):
+            part = table.filter(pa.array([k == key for k in keys]))
+            self._add_unit_rows(key, part)
+
+    def _add_unit_rows(self, key: str, part: pa.Table) -> None:
+        target, pending = self.targets[key], self.pending[key]
+        good = part.filter(pc.is_null(part["error_stage"]))
+        self.rows[key].append(good)
+        pending.difference_update(good["clip_id"].to_pylist())
+        for row in part.filter(pc.is_valid(part["error_stage"])).to_pylist():
+            self.errors[key].append(ErrorRow.from_result_row(row))
+            if row["error_stage"] == "decode":  # the unit's decoder stopped: every later clip is lost with it
+                pending.difference_update(c for c, i in target.clip_index.items() if i >= row["clip_index"])
+            else:
+                pending.discard(row["clip_id"])
+        if not pending:
+            self._finish(target)
+
+    def _finish(self, target: _UnitTarget) -> None:
+        table = pa.concat_tables(self.rows.pop(target.key)).sort_by("clip_index")
+        table = table.append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
+        file = None
+        if table.num_rows:
+            file = self.store.write_parquet(target.file, table.select(self.schema.names).cast(self.schema))
+        outcome = UnitOutcome(
+            unit_key=target.key, video_id=target.video_id, file=file, clips=table.num_rows,
+            sampled_frames=pc.sum(pc.list_value_length(table["frame_times_s"])).as_py() or 0,
+            errors=[e.to_dict() for e in self.errors.pop(target.key)],
+        )
+        record_unit(self.store, self.run_id, outcome)
+        self.outcomes[target.key] = outcome
+
+    def unfinished(self) -> list[str]:
+        return [k for k, p in self.pending.items() if p]
+
+
+def _with_run_id(config: JobConfig, store: OutputStore, key: str) -> tuple[str, str, bool]:
+    """(run_id, dt, resumed): an uncommitted staged run of the same job is resumed under its id and date."""
+    staged = find_resumable(store, key, config.run_id)
+    if staged:
+        return staged["run_id"], staged["dt"], True
+    if config.run_id and config.run_id in committed_run_ids(store):
+        raise ConfigError(f"run_id: {config.run_id!r} is already committed in {config.output}; choose another id")
+    run_id = config.run_id or new_run_id()
+    return run_id, datetime.now(UTC).strftime("%Y-%m-%d"), False
 
 
 def run(config: JobConfig) -> RunSummary:
     """Run the job once over config.inputs; returns the summary also written to runs/<run_id>.json.
 
-    A crash still leaves a manifest (status `crashed`, exit code 1, the error) before the exception propagates.
+    Started again after a crash or kill with the same job, it resumes the staged run. A crash still leaves a
+    manifest (status `crashed`, exit code 1, the error) before the exception propagates.
     """
     if not config.inputs:
         raise ValueError("inputs: at least one video, directory, glob or manifest is required")
     if not config.output:
         raise ValueError("output: an output directory is required")
     started = time.time()
-    run_id = config.run_id or new_run_id()
+    store = OutputStore(config.output, config.storage_options or None, config.retry)
+    identity = pipeline_identity(config)
+    pipeline = pipeline_fingerprint(identity)
+    key = job_key(config, pipeline)
+    run_id, dt, resumed = _with_run_id(config, store, key)
     summary = RunSummary(
         run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
         started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
+        dt=dt, pipeline=pipeline, pipeline_identity=identity, resumed=resumed,
     )
-    so = config.storage_options or None
     try:
         ensure_ray(config.ray)
         _check_capacity(config)
-        _run(config, summary, started)
+        if not resumed:
+            stage_intent(store, run_id, key, dt)
+        _run(config, store, summary, started)
     except ConfigError:
         raise  # refused before anything was written
     except BaseException as e:
         summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
         summary.wall_s = time.time() - started
-        summary.write(so)
+        summary.write(store)
         raise
-    summary.write(so)
     return summary
 
 
-def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
+def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: float) -> None:
     so = config.storage_options or None
-    out, run_id = config.output.rstrip("/"), summary.run_id
+    run_id, dt, pipeline = summary.run_id, summary.dt, summary.pipeline
     task_fields = task_output_fields(config.tasks)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = config.ray.progress_bars
     ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
     t_pipeline = time.time()
 
-    sources, list_errors, ignored = list_videos(config.inputs, config.input, so)
-    prepared = _prepare(config, sources)
-    sink = _ClipSink(TableWriter(f"{out}/clips", clips_schema(task_fields), run_id, config.out.rows_per_file, so), run_id)
+    sources, list_errors, ignored = list_videos(config.inputs, config.input, so, config.retry)
+    previous = read_ledger(store)
+    scope = None if list_errors else scope_of(config.inputs, config.input, so)
+    selection = select(sources, previous, pipeline, config.incremental, scope)
+    prepared = _prepare(config, [s for s, _ in selection.process])
+
+    targets = _unit_targets(prepared, pipeline, dt)
+    sink = _UnitSink(store, run_id, clips_schema(task_fields), targets)
+    done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
+    for k in done:
+        sink.pending.pop(k)
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
-    if units:
-        stream = _clip_stream(config, units, result_schema(task_fields))
+    todo = [u for u, k in zip(units, targets) if k not in done]
+    if todo:
+        stream = _clip_stream(config, todo, result_schema(task_fields))
         for table in stream.iter_batches(batch_format="pyarrow", batch_size=None):
             sink.add(table)
-    summary.files["clips"] = sink.writer.close()
+    if sink.unfinished():
+        raise RuntimeError(f"{len(sink.unfinished())} work units returned incomplete results")
+    outcomes = {**done, **sink.outcomes}
 
-    errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + sink.errors)
+    unit_errors = [ErrorRow(**e) for o in outcomes.values() for e in o.errors]
+    errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
     failed_ids = {e.video_id for e in errors}
-    tables = [
-        ("videos", _videos_table(prepared, list_errors, sink.clip_counts, failed_ids, run_id), VIDEOS),
-        ("errors", errors_table(errors, run_id), ERRORS),
+    clip_counts: Counter = Counter()
+    files: dict[str, list[str]] = {}
+    for o in outcomes.values():
+        clip_counts[o.video_id] += o.clips
+        if o.file:
+            files.setdefault(o.video_id, []).append(o.file)
+
+    now = datetime.now(UTC).isoformat()
+    processed = [
+        (s, reason, s.video_id not in failed_ids, sorted(files.get(s.video_id, [])))
+        for s, reason in selection.process
     ]
-    for name, table, schema in tables:
-        writer = TableWriter(f"{out}/{name}", schema, run_id, config.out.rows_per_file, so)
-        writer.add(table)
-        summary.files[name] = writer.close()
+    ledger = ledger_table(processed, selection.deleted, previous, pipeline, config.incremental, run_id, now)
+    tables = {"clips": sorted(o.file for o in outcomes.values() if o.file)}
+    for name, table in [
+        ("videos", _videos_table(prepared, list_errors, clip_counts, failed_ids, run_id)),
+        ("errors", errors_table(errors, run_id)),
+        ("ledger", ledger),
+    ]:
+        tables[name] = [store.write_parquet(f"{name}/dt={dt}/part-{run_id}.parquet", table)]
+    replaced = [f for s, _ in selection.process for f in (previous.get(s.uri) or {}).get("files") or []]
 
     ok_videos = [p for p in prepared if p.source.video_id not in failed_ids and p.info]
+    reasons = Counter(reason for _, reason, ok, _ in processed if ok)
     summary.counts = RunCounts(
-        inputs=len(list_errors) + len(prepared),
-        ok=len(ok_videos),
-        failed=len(failed_ids),
-        clips=sum(sink.clip_counts.values()),
+        inputs=len(sources) + len(list_errors),
+        listed=len(sources),
+        unreadable_inputs=len(list_errors),
+        new=reasons["new"],
+        changed=sum(reasons.values()) - reasons["new"],
+        skipped=len(selection.skipped),
+        failed=sum(1 for _, _, ok, _ in processed if not ok),
+        quarantined=len(selection.quarantined),
+        deleted=len(selection.deleted),
+        ok=sum(reasons.values()),
+        clips=sum(clip_counts.values()),
         errors=len(errors),
-        sampled_frames=sink.sampled_frames,
+        sampled_frames=sum(o.sampled_frames for o in outcomes.values()),
         source_frames=sum(p.info.frame_count for p in ok_videos),
         source_seconds=sum(p.info.duration_s for p in ok_videos),
         ignored_files=ignored,
+        resumed_units=len(done),
     )
+    summary.files = {name: [store.path(f) for f in fs_] for name, fs_ in tables.items()}
     summary.status, summary.exit_code = status_for(summary.counts)
     summary.wall_s, summary.pipeline_s = time.time() - started, time.time() - t_pipeline
+    summary.write(store)  # before the commit: a committed run always has its manifest
+    commit(store, run_id, tables, replaced, {"dt": dt, "pipeline": pipeline, "status": summary.status})

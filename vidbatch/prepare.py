@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vidbatch.clips import WorkUnit, plan_clips, plan_work_units
-from vidbatch.config import ClipConfig, SamplingConfig
+from vidbatch import retry
+from vidbatch.config import ClipConfig, RetryConfig, SamplingConfig
 from vidbatch.errors import ErrorRow
 from vidbatch.listing import VideoSource
 from vidbatch.probe import VideoInfo, probe_video
@@ -48,10 +49,11 @@ class PrepareStage:
     sampling: SamplingConfig
     unit_seconds: float
     storage_options: dict[str, Any] | None = None
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
     def prepare(self, source: VideoSource) -> PreparedVideo:
         try:
-            info = probe_video(source.uri, self.storage_options)
+            info = retry.call(self.retry, probe_video, source.uri, self.storage_options)
         except Exception as e:  # noqa: BLE001 - unreadable/corrupt input is data
             return PreparedVideo(source, None, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
         clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)

@@ -95,6 +95,24 @@ ERRORS = pa.schema(
 )
 
 
+LEDGER = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("video_uri", pa.string(), "the listed video", False),
+        _f("size_bytes", pa.int64(), "size when listed"),
+        _f("version", pa.string(), "mtime or ETag when listed; a different size or version makes the video `changed`"),
+        _f("fingerprint", pa.string(), "video fingerprint (uri, size, version) the clips were computed from"),
+        _f("pipeline", pa.string(), "pipeline fingerprint (models, weights, clip and sampling settings) that processed it"),
+        _f("status", pa.string(), "`ok`, `failed`, `quarantined` (failed `incremental.quarantine_after` runs in a row; skipped until it changes) or `deleted` (no longer listed)", False),
+        _f("reason", pa.string(), "why this run touched it: new | changed | retry | backfill | rerun | deleted", False),
+        _f("consecutive_failures", pa.int32(), "runs in a row that failed on this version of the video", False),
+        _f("files", pa.list_(pa.string()), "committed clips files holding this video's rows (relative to the output root)"),
+        _f("updated_at", pa.string(), "UTC time of the run's commit (ISO 8601)", False),
+        RUN_FIELD,
+    ]
+)
+
+
 def _type_name(t: pa.DataType) -> str:
     if pa.types.is_fixed_size_list(t):
         return f"fixed_size_list<{_type_name(t.value_type)}, {EMBEDDING_DIM_PLACEHOLDER}>"
@@ -116,5 +134,6 @@ def schema_markdown() -> str:
             _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280))),
             _table_markdown("videos/", VIDEOS),
             _table_markdown("errors/", ERRORS),
+            _table_markdown("ledger/ (one row per video each time a run touches it; the latest row is its state)", LEDGER),
         ]
     )
