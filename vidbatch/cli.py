@@ -43,22 +43,31 @@ def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
 
 @app.command("run")
 def run_command(
-    archive: Annotated[list[str], typer.Argument(help="Video files, directories, globs or manifests (any fsspec URL).")],
+    archive: Annotated[list[str] | None, typer.Argument(help="Video files, directories, globs or manifests (any fsspec URL); default: `inputs` of the config.")] = None,
     output: Annotated[str | None, typer.Option("-o", "--output", help="Output directory (any fsspec URL).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML job config.")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: --set clips.clip_seconds=4")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id")] = None,
     show: Annotated[int | None, typer.Option("--show", help="Clips to print after the run.")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Process only videos the ledger has not seen ok (nightly runs).")] = False,
+    backfill: Annotated[bool, typer.Option("--backfill", help="With --incremental: also reprocess videos of an older pipeline fingerprint.")] = False,
 ) -> None:
-    """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet."""
+    """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet.
+
+    Started again after a crash or kill, the same command resumes the unfinished run."""
     try:
         cfg = load_config(
             config, sets=set_,
-            overrides={"inputs": list(archive), "output": output, "ray.address": address, "run_id": run_id, "out.show": show},
+            overrides={
+                "inputs": list(archive) or None, "output": output, "ray.address": address, "run_id": run_id,
+                "out.show": show, "incremental.enabled": (incremental or backfill) or None, "incremental.backfill": backfill or None,
+            },
         )
         if not cfg.output:
             raise ConfigError("output: required (-o/--output or `output:` in the config)")
+        if not cfg.inputs:
+            raise ConfigError("inputs: required (ARCHIVE arguments or `inputs:` in the config)")
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -75,8 +84,11 @@ def run_command(
     if table:
         typer.echo(table)
     typer.echo(
-        f"run {summary.run_id}: {summary.status} - {c.inputs} inputs ({c.ok} ok, {c.failed} failed), {c.clips} clips, "
-        f"{c.errors} errors, {summary.wall_s:.1f}s wall, {summary.throughput['source_frames_per_s']:.0f} source frames/s"
+        f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {c.listed} videos listed: "
+        f"{c.new} new, {c.changed} changed, {c.skipped} skipped, {c.failed} failed, {c.quarantined} quarantined"
+        f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}; "
+        f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
+        f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
     )
     typer.echo(f"output: {summary.output} (manifest runs/{summary.run_id}.json)")
     raise typer.Exit(summary.exit_code)

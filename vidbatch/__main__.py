@@ -1,0 +1,4 @@
+"""`python -m vidbatch ...` is the `vidbatch` command."""
+from vidbatch.cli import app
+
+app(prog_name="vidbatch")
