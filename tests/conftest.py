@@ -48,3 +48,14 @@ def ray_session():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a free loopback port for the whole session; yields (endpoint_url, storage_options)."""
+    from s3server import start_moto
+
+    server, url = start_moto()
+    options = {"endpoint_url": url, "key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
+    yield url, options
+    server.stop()

@@ -53,7 +53,7 @@ class PrepareStage:
 
     def prepare(self, source: VideoSource) -> PreparedVideo:
         try:
-            info = retry.call(self.retry, probe_video, source.uri, self.storage_options)
+            info = retry.call(self.retry, probe_video, source.uri, self.storage_options, self.retry)
         except Exception as e:  # noqa: BLE001 - unreadable/corrupt input is data
             return PreparedVideo(source, None, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
         clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
 
+from vidbatch.config import RetryConfig
 from vidbatch.container import open_container
 from vidbatch.errors import DecodeError
 
@@ -46,8 +47,8 @@ def _keyframe_interval(container: Any, stream: Any) -> float:
     return max(gaps, default=0.0)
 
 
-def probe_video(uri: str, storage_options: dict[str, Any] | None = None) -> VideoInfo:
-    with open_container(uri, storage_options) as container:
+def probe_video(uri: str, storage_options: dict[str, Any] | None = None, retry_cfg: RetryConfig | None = None) -> VideoInfo:
+    with open_container(uri, storage_options, retry_cfg) as container:
         if not container.streams.video:
             raise DecodeError("no video stream")
         stream = container.streams.video[0]
