@@ -60,7 +60,7 @@ def run_command(
         cfg = load_config(
             config, sets=set_,
             overrides={
-                "inputs": list(archive) or None, "output": output, "ray.address": address, "run_id": run_id,
+                "inputs": list(archive or []) or None, "output": output, "ray.address": address, "run_id": run_id,
                 "out.show": show, "incremental.enabled": (incremental or backfill) or None, "incremental.backfill": backfill or None,
             },
         )
