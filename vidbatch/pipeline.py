@@ -51,7 +51,8 @@ def ensure_ray(cfg: RayConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+        # "local": always a fresh embedded instance, never a `ray start` cluster that happens to run here
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def _redact(value: Any) -> Any:
