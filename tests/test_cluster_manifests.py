@@ -78,7 +78,8 @@ def closed_schema_errors(instance: Any, schema: dict, path: str) -> list[str]:
 
 def crd_errors(instance: Any, schema: dict, path: str) -> list[str]:
     validator = jsonschema.Draft7Validator(schema)
-    errors = [f"{path}.{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+    errors = [f"{path}{''.join(f'[{k}]' if isinstance(k, int) else f'.{k}' for k in e.absolute_path)}: {e.message}"
+              for e in validator.iter_errors(instance)]
     return errors + closed_schema_errors(instance, schema, path)
 
 
@@ -261,11 +262,21 @@ def test_entrypoints_name_files_that_exist():
     assert missing == []
 
 
-def test_closed_schema_check_catches_a_misspelled_field():
+def test_crd_check_catches_misspelled_fields_and_bad_values():
     spec = _yaml("kuberay/rayjob.yaml")["spec"]
-    spec["rayClusterSpec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["resource"] = {}
-    spec["shutdownAfterJobFinish"] = True
+    container = spec["rayClusterSpec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]
+    container["resource"] = container.pop("resources")
+    container["resource"]["limits"]["memory"] = "28GB"
+    spec["shutdownAfterJobFinish"] = spec.pop("shutdownAfterJobFinishes")
+    spec["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"] = "8"
     assert sorted(crd_errors(spec, CRD["rayJobSpec"], "spec")) == [
+        "spec.rayClusterSpec.workerGroupSpecs[0].maxReplicas: '8' is not of type 'integer'",
         "spec.rayClusterSpec.workerGroupSpecs[1].template.spec.containers[0].resource: not a field of the CRD",
         "spec.shutdownAfterJobFinish: not a field of the CRD",
+    ]
+    container["resources"] = container.pop("resource")
+    assert crd_errors(spec["rayClusterSpec"], CRD["rayClusterSpec"], "spec") == [
+        "spec.workerGroupSpecs[0].maxReplicas: '8' is not of type 'integer'",
+        "spec.workerGroupSpecs[1].template.spec.containers[0].resources.limits.memory: '28GB' does not match "
+        + repr(CRD["quantity"]["pattern"]),
     ]
