@@ -148,6 +148,7 @@ def check_launcher(rel: str) -> None:
     assert sum(t["max_workers"] for t in workers) <= config["max_workers"]
     assert any(t["resources"].get("GPU", 0) > 0 for t in workers), "no GPU inference workers"
     assert any(t["resources"].get("CPU", 0) > 0 and not t["resources"].get("GPU") for t in workers), "no CPU decode workers"
+    assert any("virtualenv" in c for c in config["setup_commands"]), "runtime_env.yaml's pip step needs virtualenv"
     tags = RAY_IMAGE.findall((CLUSTER / rel).read_text())
     assert tags and all(t.startswith(f"{ray.__version__}-") for t in tags), tags
 
@@ -164,7 +165,8 @@ def check_runtime_env(rel: str) -> None:
 def check_dockerfile(rel: str) -> None:
     text = (CLUSTER / rel).read_text()
     assert all(t.startswith(f"{ray.__version__}-") for t in RAY_IMAGE.findall(text)) and RAY_IMAGE.search(text)
-    assert re.search(rf"^COPY .* \. {IMAGE_ROOT}$", text, re.M) and f'"{IMAGE_ROOT}[s3]"' in text
+    assert re.search(rf"^COPY .* \. {IMAGE_ROOT}$", text, re.M)
+    assert re.search(rf'^RUN pip install .*virtualenv "{re.escape(IMAGE_ROOT)}\[s3\]"$', text, re.M)
 
 
 def check_dockerignore(rel: str) -> None:
