@@ -230,7 +230,7 @@ def test_every_file_under_cluster_is_checked():
 
 def test_every_yaml_under_cluster_parses():
     paths = sorted(CLUSTER.rglob("*.y*ml"))
-    assert len(paths) == 5
+    assert paths
     for path in paths:
         assert all(isinstance(doc, dict) for doc in yaml.safe_load_all(path.read_text())), path
 
@@ -240,19 +240,47 @@ def test_cluster_file(rel):
     CHECKS[rel](rel)
 
 
+def _job_commands() -> dict[str, list[str]]:
+    """The job command line (after `ray job submit ... --`) of every manifest and schedule, by the cluster it runs on."""
+    commands = {"kuberay": [_yaml("kuberay/rayjob.yaml")["spec"]["entrypoint"],
+                            _yaml("kuberay/raycronjob.yaml")["spec"]["jobTemplate"]["entrypoint"]],
+                "aws": [_unit("systemd/vidbatch-nightly.service")["Service"]["ExecStart"],
+                        *(command.split(">>")[0] for _, command in _crontab_entries())]}
+    split = {}
+    for cluster, lines in commands.items():
+        split[cluster] = []
+        for line in lines:
+            args = shlex.split(line)
+            split[cluster].append(args[args.index("--") + 1:] if "--" in args else args)
+    return split
+
+
+def _options(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == flag]
+
+
 def _entrypoint_paths() -> set[str]:
     """Repository files the schedules and manifests run: jobs/*.py and the --config argument."""
-    commands = [_yaml("kuberay/rayjob.yaml")["spec"]["entrypoint"],
-                _yaml("kuberay/raycronjob.yaml")["spec"]["jobTemplate"]["entrypoint"],
-                _unit("systemd/vidbatch-nightly.service")["Service"]["ExecStart"],
-                *(command.split(">>")[0] for _, command in _crontab_entries())]
     paths = set()
-    for command in commands:
-        args = shlex.split(command)
-        args = args[args.index("--") + 1:] if "--" in args else args
-        paths |= {a for a in args if a.endswith(".py")}
-        paths |= {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"}
+    for args in (a for cluster in _job_commands().values() for a in cluster):
+        paths |= {a for a in args if a.endswith(".py")} | set(_options(args, "--config"))
     return {p.removeprefix(f"{IMAGE_ROOT}/") for p in paths}
+
+
+def test_jobs_ask_for_the_gpus_their_cluster_can_add():
+    """Autoscaling clusters start without GPU nodes, and vidbatch picks GPU actors by default only when GPUs are
+    already there: each job asks for them, and for no more actors than the cluster's GPU workers can hold."""
+    aws = _yaml("aws.yaml")["available_node_types"].values()
+    kuberay = _yaml("kuberay/raycluster.yaml")["spec"]["workerGroupSpecs"]
+    max_gpus = {
+        "aws": sum(t["resources"].get("GPU", 0) * t.get("max_workers", 0) for t in aws),
+        "kuberay": sum(int(g["rayStartParams"]["num-gpus"]) * g["maxReplicas"] for g in kuberay),
+    }
+    for cluster, commands in _job_commands().items():
+        for args in commands:
+            sets = dict(s.split("=", 1) for s in _options(args, "--set"))
+            assert float(sets["inference.num_gpus"]) >= 1, args
+            assert 0 < int(sets["inference.num_actors"]) * float(sets["inference.num_gpus"]) <= max_gpus[cluster], args
 
 
 def test_entrypoints_name_files_that_exist():
