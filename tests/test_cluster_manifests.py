@@ -32,7 +32,7 @@ CRD = yaml.safe_load((Path(__file__).parent / "data" / "kuberay_crd_subset.yaml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Where cluster/Dockerfile puts the checkout; entrypoints inside the image refer to repository files through it.
 IMAGE_ROOT = "/home/ray/vidbatch"
-# The job entrypoints and config the schedules run; they come with the lead's jobs/ work.
+# The job entrypoints and the example config the manifests and schedules run.
 JOB_FILES = ("jobs/nightly.py", "jobs/backfill.py", "examples/nightly.yaml")
 RAY_IMAGE = re.compile(r"rayproject/ray:(\S+)")
 
@@ -62,7 +62,8 @@ def _crontab_entries() -> list[tuple[str, str]]:
 
 def closed_schema_errors(instance: Any, schema: dict, path: str) -> list[str]:
     """Keys the schema does not name. CRD schemas leave objects open (no additionalProperties: false), so
-    jsonschema alone would accept a misspelled field that Kubernetes then silently prunes."""
+    jsonschema alone would accept a misspelled field that the API server then rejects or silently drops,
+    depending on the client's field validation."""
     if isinstance(instance, dict) and "properties" in schema:
         errors = [f"{path}.{k}: not a field of the CRD" for k in instance if k not in schema["properties"]]
         for key, value in instance.items():
