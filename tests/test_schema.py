@@ -2,11 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pytest
-
 from vidbatch.schema import VIDEOS, schema_markdown
-from vidbatch.writer import TableWriter
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -15,21 +11,6 @@ def test_readme_schema_section_is_generated_from_the_code():
     text = README.read_text()
     section = text.split("<!-- schema:start -->\n", 1)[1].split("<!-- schema:end -->", 1)[0]
     assert section.strip() == schema_markdown().strip()
-
-
-def test_writer_rejects_a_drifting_column(tmp_path: Path):
-    writer = TableWriter(str(tmp_path / "videos"), VIDEOS, "r1", 10)
-    bad = pa.table({name: pa.array(["x"]) for name in VIDEOS.names})  # clip_count as a string
-    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, ValueError)):
-        writer.add(bad)
-
-
-def test_writer_writes_an_empty_file_with_the_schema(tmp_path: Path):
-    import pyarrow.parquet as pq
-
-    (path,) = TableWriter(str(tmp_path / "videos"), VIDEOS, "r1", 10).close()
-    table = pq.read_table(path)
-    assert table.num_rows == 0 and table.schema.equals(VIDEOS, check_metadata=False)
 
 
 def test_manifest_config_never_holds_secrets():

@@ -125,7 +125,6 @@ class IncrementalConfig(StrictModel):
 
 
 class OutputConfig(StrictModel):
-    rows_per_file: int = Field(50_000, gt=0)
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
 
 
