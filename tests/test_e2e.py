@@ -167,7 +167,7 @@ def test_cli_process_starts_its_own_embedded_ray(video_dir: Path, tmp_path: Path
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "1 ok, 1 failed" in proc.stdout
+    assert "2 videos listed: 1 new, 0 changed, 0 skipped, 1 failed" in proc.stdout
     (manifest,) = (tmp_path / "o" / "runs").glob("*.json")
     assert json.loads(manifest.read_text())["counts"]["clips"] == 2  # 3 s in default 2 s clips
 

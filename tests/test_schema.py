@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidbatch.schema import VIDEOS, schema_markdown
+from vidbatch.schema import schema_markdown
 
 README = Path(__file__).parents[1] / "README.md"
 
