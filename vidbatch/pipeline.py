@@ -28,7 +28,7 @@ from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_
 from vidbatch.listing import VideoSource, list_videos
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import ERRORS, VIDEOS, clips_schema, result_schema
+from vidbatch.schema import ERRORS, VIDEOS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.writer import TableWriter
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
@@ -98,7 +98,10 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     # with inference, on the GPU nodes of a cluster
     decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
     ds = ds.map_batches(
-        DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None),
+        DecodeStage(
+            spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None,
+            config.out.thumbnail_width if config.out.thumbnails else None,
+        ),
         batch_size=1,
         **decode_args,
     )
@@ -216,7 +219,8 @@ def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
 
     sources, list_errors, ignored = list_videos(config.inputs, config.input, so)
     prepared = _prepare(config, sources)
-    sink = _ClipSink(TableWriter(f"{out}/clips", clips_schema(task_fields), run_id, config.out.rows_per_file, so), run_id)
+    clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
+    sink = _ClipSink(TableWriter(f"{out}/clips", clips_schema(clip_fields), run_id, config.out.rows_per_file, so), run_id)
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     if units:
         stream = _clip_stream(config, units, result_schema(task_fields))
