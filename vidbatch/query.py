@@ -59,7 +59,7 @@ def run_query(out: str, sql: str, storage_options: dict[str, Any] | None = None)
     rel = con.sql(sql)
     if rel is None:
         raise duckdb.InvalidInputException("the statement returns no rows; vidbatch query runs SELECT-style queries")
-    return rel.fetch_arrow_table()
+    return rel.to_arrow_table()
 
 
 def _text(value: Any, short_floats: bool = True) -> str:

@@ -41,8 +41,7 @@ def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    rel = con.sql(sql)
-    return rel.fetch_arrow_table().to_pylist()
+    return con.sql(sql).to_arrow_table().to_pylist()
 
 
 def label_histogram_svg(counts: list[tuple[str, int]]) -> str:
@@ -83,13 +82,13 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
         counts["inputs"], counts["ok"], counts["failed"] = con.sql(
             "SELECT count(DISTINCT video_id), count(DISTINCT video_id) FILTER (status = 'ok'),"
             " count(DISTINCT video_id) FILTER (status = 'failed') FROM videos"
-        ).fetchone()
+        ).fetchall()[0]
     if clip_cols:
-        counts["clips"] = con.sql("SELECT count(DISTINCT clip_id) FROM clips").fetchone()[0]
+        counts["clips"] = con.sql("SELECT count(DISTINCT clip_id) FROM clips").fetchall()[0][0]
     errors_by_type: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     if error_cols:
-        counts["errors"] = con.sql("SELECT count(*) FROM errors").fetchone()[0]
+        counts["errors"] = con.sql("SELECT count(*) FROM errors").fetchall()[0][0]
         errors_by_type = _rows(con, "SELECT error_type, count(*) AS n FROM errors GROUP BY 1 ORDER BY n DESC, 1")
         errors = _rows(con, "SELECT video_uri, stage, error_type, message, start_s, end_s, run_id FROM errors ORDER BY video_uri")
 
