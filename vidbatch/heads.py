@@ -35,8 +35,8 @@ class LinearHead:
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, C) softmax of the logits; for two classes this equals scikit-learn's sigmoid (see from_sklearn)."""
-        logits = torch.from_numpy(np.asarray(embeddings, np.float32)) @ torch.from_numpy(self.weight).T
-        return (logits + torch.from_numpy(self.bias)).softmax(dim=1).numpy()
+        logits = torch.as_tensor(np.asarray(embeddings, np.float32) @ self.weight.T + self.bias)
+        return logits.softmax(dim=1).numpy()
 
     def check_model(self, model: str) -> None:
         if model != self.embedding_model:
