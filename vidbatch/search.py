@@ -68,13 +68,13 @@ class QueryEmbedder:
         return np.asarray(out["embedding"][0], np.float32)
 
     def embed_image(self, path: str) -> np.ndarray:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        from PIL import Image, UnidentifiedImageError
 
         try:
-            rgb = decode_image(read_file(path), mode=ImageReadMode.RGB).permute(1, 2, 0).contiguous().numpy()
-        except (RuntimeError, OSError) as e:
+            with Image.open(path) as image:
+                frame = av.VideoFrame.from_image(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"{path}: cannot read image ({e})") from None
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         return self.embed_frames(frame_to_array(frame, self.spec)[None])
 
     def embed_video_frame(self, uri: str, at_s: float, storage_options: dict[str, Any] | None = None) -> np.ndarray:
