@@ -1,0 +1,99 @@
+"""Top-k search latency over synthetic clip embeddings, memory-mapped from an Arrow IPC file.
+
+    .venv/bin/python benchmarks/search_latency.py                 # 1,000,000 x 1280, top-10
+    .venv/bin/python benchmarks/search_latency.py --rows 100000   # quicker
+
+Embeddings are random unit vectors stored the way clips/ stores them (fixed_size_list<float32, D>), written once
+to an Arrow IPC file and memory-mapped (no copy into Python memory). Lines, each the median over --queries
+queries after one untimed warm-up query:
+
+  full-sort  the baseline: one matrix-vector product over all rows, then a full argsort
+  vidbatch   vidbatch.search.top_k: the product in blocks of --block-rows, argpartition per block, merged
+
+The ratio printed is full-sort / vidbatch (above 1: vidbatch is faster). Both see the same file and queries.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vidbatch.embeddings import embedding_matrix
+from vidbatch.search import BLOCK_ROWS, top_k
+
+WRITE_BLOCK = 50_000
+
+
+def write_embeddings(path: Path, rows: int, dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([pa.field("embedding", pa.list_(pa.float32(), dim))])
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for start in range(0, rows, WRITE_BLOCK):
+            n = min(WRITE_BLOCK, rows - start)
+            block = rng.standard_normal((n, dim), dtype=np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            column = pa.FixedSizeListArray.from_arrays(pa.array(block.ravel()), dim)
+            writer.write_batch(pa.record_batch([column], schema=schema))
+
+
+def full_sort(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    sims = matrix @ query
+    return np.argsort(-sims)[:k]
+
+
+def median_ms(fn, queries: list[np.ndarray]) -> float:
+    fn(queries[0])  # warm-up: page cache, BLAS threads
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def measure(path: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(full-sort ms, vidbatch ms) over the memory-mapped file; checks both give the same top-k first."""
+    with pa.memory_map(str(path)) as source:
+        matrix = embedding_matrix(pa.ipc.open_file(source).read_all()["embedding"])
+        assert not matrix.flags.owndata  # a view of the mapped file, not a copy
+        rng = np.random.default_rng(1)
+        queries = [np.array(matrix[i]) for i in rng.integers(0, args.rows, args.queries)]
+        idx, _ = top_k(matrix, queries[0], args.k, args.block_rows)
+        assert idx.tolist() == full_sort(matrix, queries[0], args.k).tolist()
+        baseline = median_ms(lambda q: full_sort(matrix, q, args.k), queries)
+        ours = median_ms(lambda q: top_k(matrix, q, args.k, args.block_rows), queries)
+    return baseline, ours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=7)
+    parser.add_argument("--block-rows", type=int, default=BLOCK_ROWS)
+    parser.add_argument("--dir", default=None, help="Where to write the embeddings file (default: a temp dir).")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(tmp) / "embeddings.arrow"
+        t = time.perf_counter()
+        write_embeddings(path, args.rows, args.dim, seed=0)
+        print(f"wrote {args.rows:,} x {args.dim} float32 ({path.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t:.1f} s")
+        baseline, ours = measure(path, args)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    print(f"{'line':<10} {'top-' + str(args.k) + ' ms (median)':>22}")
+    print(f"{'full-sort':<10} {baseline:>22.1f}")
+    print(f"{'vidbatch':<10} {ours:>22.1f}")
+    print(f"ratio full-sort / vidbatch: {baseline / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
