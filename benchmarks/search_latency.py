@@ -9,8 +9,10 @@ queries after one untimed warm-up query:
 
   full-sort  the baseline: one matrix-vector product over all rows, then a full argsort
   vidbatch   vidbatch.search.top_k: the product in blocks of --block-rows, argpartition per block, merged
+  product    the matrix-vector product alone: one pass over the embeddings, the floor for any exact search
 
-The ratio printed is full-sort / vidbatch (above 1: vidbatch is faster). Both see the same file and queries.
+The ratio printed is full-sort / vidbatch (above 1: vidbatch is faster). All lines see the same file and
+queries. The load average is printed too: on a shared machine it explains most of the spread between runs.
 """
 from __future__ import annotations
 
@@ -58,8 +60,8 @@ def median_ms(fn, queries: list[np.ndarray]) -> float:
     return statistics.median(times)
 
 
-def measure(path: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """(full-sort ms, vidbatch ms) over the memory-mapped file; checks both give the same top-k first."""
+def measure(path: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(full-sort, vidbatch, product) ms over the memory-mapped file; checks both searches agree first."""
     with pa.memory_map(str(path)) as source:
         matrix = embedding_matrix(pa.ipc.open_file(source).read_all()["embedding"])
         assert not matrix.flags.owndata  # a view of the mapped file, not a copy
@@ -69,7 +71,8 @@ def measure(path: Path, args: argparse.Namespace) -> tuple[float, float]:
         assert idx.tolist() == full_sort(matrix, queries[0], args.k).tolist()
         baseline = median_ms(lambda q: full_sort(matrix, q, args.k), queries)
         ours = median_ms(lambda q: top_k(matrix, q, args.k, args.block_rows), queries)
-    return baseline, ours
+        product = median_ms(lambda q: matrix @ q, queries)
+    return baseline, ours, product
 
 
 def main() -> None:
@@ -87,11 +90,13 @@ def main() -> None:
         t = time.perf_counter()
         write_embeddings(path, args.rows, args.dim, seed=0)
         print(f"wrote {args.rows:,} x {args.dim} float32 ({path.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t:.1f} s")
-        baseline, ours = measure(path, args)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+        baseline, ours, product = measure(path, args)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load}, numpy {np.__version__}")
     print(f"{'line':<10} {'top-' + str(args.k) + ' ms (median)':>22}")
     print(f"{'full-sort':<10} {baseline:>22.1f}")
     print(f"{'vidbatch':<10} {ours:>22.1f}")
+    print(f"{'product':<10} {product:>22.1f}")
     print(f"ratio full-sort / vidbatch: {baseline / ours:.2f}x")
 
 
