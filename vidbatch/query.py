@@ -33,7 +33,8 @@ def runs_table(manifests: list[dict[str, Any]]) -> pa.Table:
                 "error": m.get("error"), "config": json.dumps(m.get("config")),
             }
         )
-    table = pa.Table.from_pylist(rows)
+    names = list(dict.fromkeys(k for r in rows for k in r))  # manifests of older versions may lack some counts
+    table = pa.table({n: [r.get(n) for r in rows] for n in names})
     if "started_at" in table.column_names:
         started = table["started_at"].cast(pa.timestamp("us", tz="UTC"))
         table = table.set_column(table.column_names.index("started_at"), "started_at", started)
