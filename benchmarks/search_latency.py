@@ -5,7 +5,8 @@
 
 Embeddings are random unit vectors stored the way clips/ stores them (fixed_size_list<float32, D>), written once
 to an Arrow IPC file and memory-mapped (no copy into Python memory). Lines, each the median over --queries
-queries after one untimed warm-up query:
+queries after one untimed warm-up query; the lines run in turn for each query (interleaved), so a change in
+the machine's load hits all of them alike:
 
   full-sort  the baseline: one matrix-vector product over all rows, then a full argsort
   vidbatch   vidbatch.search.top_k: the product in blocks of --block-rows, argpartition per block, merged
@@ -22,6 +23,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +52,17 @@ def full_sort(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-sims)[:k]
 
 
-def median_ms(fn, queries: list[np.ndarray]) -> float:
-    fn(queries[0])  # warm-up: page cache, BLAS threads
-    times = []
+def interleaved_medians(lines: dict[str, Callable[[np.ndarray], object]], queries: list[np.ndarray]) -> dict[str, float]:
+    """Median ms per line; each query runs every line in turn, after one untimed warm-up round."""
+    for fn in lines.values():
+        fn(queries[0])  # warm-up: page cache, BLAS threads
+    times: dict[str, list[float]] = {name: [] for name in lines}
     for q in queries:
-        t = time.perf_counter()
-        fn(q)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for name, fn in lines.items():
+            t = time.perf_counter()
+            fn(q)
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def measure(path: Path, args: argparse.Namespace) -> tuple[float, float, float]:
@@ -69,10 +74,15 @@ def measure(path: Path, args: argparse.Namespace) -> tuple[float, float, float]:
         queries = [np.array(matrix[i]) for i in rng.integers(0, args.rows, args.queries)]
         idx, _ = top_k(matrix, queries[0], args.k, args.block_rows)
         assert idx.tolist() == full_sort(matrix, queries[0], args.k).tolist()
-        baseline = median_ms(lambda q: full_sort(matrix, q, args.k), queries)
-        ours = median_ms(lambda q: top_k(matrix, q, args.k, args.block_rows), queries)
-        product = median_ms(lambda q: matrix @ q, queries)
-    return baseline, ours, product
+        ms = interleaved_medians(
+            {
+                "full-sort": lambda q: full_sort(matrix, q, args.k),
+                "vidbatch": lambda q: top_k(matrix, q, args.k, args.block_rows),
+                "product": lambda q: matrix @ q,
+            },
+            queries,
+        )
+    return ms["full-sort"], ms["vidbatch"], ms["product"]
 
 
 def main() -> None:
@@ -80,7 +90,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("-k", type=int, default=10)
-    parser.add_argument("--queries", type=int, default=7)
+    parser.add_argument("--queries", type=int, default=9)
     parser.add_argument("--block-rows", type=int, default=BLOCK_ROWS)
     parser.add_argument("--dir", default=None, help="Where to write the embeddings file (default: a temp dir).")
     args = parser.parse_args()
