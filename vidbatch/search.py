@@ -1,7 +1,9 @@
 """Nearest clips by cosine similarity of stored embeddings to a clip, an image, or a frame of a video.
 
-Stored embeddings are L2-normalised, so cosine similarity is a dot product: brute force over the matrix in
-blocks (a block's scores fit in cache; memory stays flat on memory-mapped input) keeps a few million clips fast.
+Stored embeddings are L2-normalised, so cosine similarity is a dot product: one pass over the matrix (memory
+bandwidth bound) and argpartition instead of a full sort. Rows go through in blocks of about a million, which
+bounds the scores' memory on any archive size; smaller blocks were slower (more BLAS calls, measured in
+benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from vidbatch.probe import probe_video
 from vidbatch.tasks.classify import ImageClassifierTask
 from vidbatch.weights import resolve_weights
 
-BLOCK_ROWS = 65_536
+BLOCK_ROWS = 1 << 20
 
 
 def top_k(matrix: np.ndarray, query: np.ndarray, k: int, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
