@@ -118,6 +118,7 @@ def decode_unit(
     next_clip = 0
 
     reformatter = VideoReformatter()
+    thumb_reformatter = VideoReformatter()  # its own swscale context: thumbnails have another output size
 
     def keep(frame: av.VideoFrame, target: _Target) -> None:
         kept[target.clip_pos][target.slot] = frame_to_array(frame, spec, reformatter)
@@ -125,7 +126,7 @@ def decode_unit(
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1
         if thumbnail_width and target.slot == thumbnail_slot(len(kept[target.clip_pos])):
-            thumbs[target.clip_pos] = encode_thumbnail(frame, thumbnail_width)
+            thumbs[target.clip_pos] = encode_thumbnail(frame, thumbnail_width, thumb_reformatter)
 
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
