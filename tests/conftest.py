@@ -59,3 +59,28 @@ def s3_endpoint():
     options = {"endpoint_url": url, "key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
     yield url, options
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kinds_output(ray_session, mobilenet_weights: str, tmp_path_factory: pytest.TempPathFactory):
+    """One classify run (thumbnails on) over videos of two kinds, shared by the query/search/report/head tests.
+
+    Returns (output dir, archive dir, {file name: kind}, run summary).
+    """
+    import vidbatch
+    from kinds import make_kind_archive
+
+    archive = tmp_path_factory.mktemp("kinds")
+    kinds = make_kind_archive(archive)
+    out = tmp_path_factory.mktemp("kinds_run") / "out"
+    summary = vidbatch.run(
+        {
+            "inputs": [str(archive)],
+            "output": str(out),
+            "clips": {"clip_seconds": 1.0},
+            "sampling": {"frames_per_clip": 2},
+            "tasks": [{"task": "classify", "weights_path": mobilenet_weights, "top_k": 3}],
+            "inference": {"batch_size": 16},
+        }
+    )
+    return out, archive, kinds, summary

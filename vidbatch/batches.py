@@ -21,7 +21,7 @@ from vidbatch.config import ClipConfig, RetryConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
 from vidbatch.retry import backoff_s, is_transient
-from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
+from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
 
 Batch = dict[str, np.ndarray]
 
@@ -41,8 +41,11 @@ _DEFAULTS = {pa.string(): "", pa.int32(): -1, pa.float64(): 0.0}
 _SCALAR_COLUMNS = [(f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS]
 
 
-def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
-    """Clip rows (frames as (n, H, W, 3) arrays) or error rows into one frames batch padded to k frames."""
+def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec, thumbnails: bool = False) -> Batch:
+    """Clip rows (frames as (n, H, W, 3) arrays) or error rows into one frames batch padded to k frames.
+
+    thumbnails: carry each row's JPEG (b"" when it has none), in every batch of the job so all blocks share columns.
+    """
     b = len(rows)
     frames = np.zeros((b, k, spec.crop, spec.crop, 3), dtype=np.uint8)
     times = np.zeros((b, k), dtype=np.float64)
@@ -56,6 +59,8 @@ def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
     batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames}
     for name, default in _SCALAR_COLUMNS:
         batch[name] = np.array([default if r.get(name) is None else r[name] for r in rows])
+    if thumbnails:
+        batch[THUMBNAIL_FIELD.name] = np.array([r.get("thumbnail") or b"" for r in rows], dtype=object)
     return batch
 
 
@@ -64,6 +69,7 @@ def _clip_row(unit: WorkUnit, decoded: DecodedClip) -> dict[str, Any]:
     return {
         "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": c.clip_id, "clip_index": c.clip_index,
         "start_s": c.start_s, "end_s": c.end_s, "frames": decoded.frames, "frame_times_s": decoded.frame_times_s,
+        "thumbnail": decoded.thumbnail,
     }
 
 
@@ -85,18 +91,22 @@ class DecodeStage:
     samples_per_clip: int
     storage_options: dict[str, Any] | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
+    thumbnail_width: int | None = None  # None: no thumbnails
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for payload in batch["unit_json"]:
             for row in self._unit_rows(WorkUnit.from_dict(json.loads(payload))):
-                yield frames_batch([row], self.samples_per_clip, self.spec)
+                yield frames_batch([row], self.samples_per_clip, self.spec, self.thumbnail_width is not None)
 
     def _unit_rows(self, unit: WorkUnit) -> Iterator[dict[str, Any]]:
         """Clip rows in order; a transient store failure resumes after the last clip yielded (up to retry.attempts
         tries), any other failure becomes one error row for the clips not yet decoded."""
         done, attempt = 0, 1
         while done < len(unit.clips):
-            clips = decode_unit(replace(unit, clips=unit.clips[done:]), self.spec, self.strategy, self.threads, self.storage_options)
+            clips = decode_unit(
+                replace(unit, clips=unit.clips[done:]), self.spec, self.strategy, self.threads, self.storage_options,
+                thumbnail_width=self.thumbnail_width,
+            )
             try:
                 while done < len(unit.clips):
                     try:
@@ -115,7 +125,8 @@ class DecodeStage:
 
 
 def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list]) -> pa.Table:
-    """Drop frames; keep clip keys, error columns and the tasks' columns (None on error rows)."""
+    """Drop frames; keep clip keys, error columns and the tasks' columns (None on error rows), plus the
+    thumbnail column when the decode stage made one."""
     n = len(batch["clip_id"])
     ok = batch["error_stage"] == ""
     times = [batch["frame_times_s"][i, : batch["n_frames"][i]].tolist() for i in range(n)]
@@ -139,4 +150,8 @@ def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list])
             arrays.append(pa.array([None if v is None else np.asarray(v, np.float32) for v in col], type=f.type))
         else:
             arrays.append(pa.array(col, type=f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if THUMBNAIL_FIELD.name in batch and THUMBNAIL_FIELD.name not in schema.names:
+        thumbs = [bytes(v) if v else None for v in batch[THUMBNAIL_FIELD.name]]
+        table = table.append_column(THUMBNAIL_FIELD, pa.array(thumbs, pa.binary()))
+    return table

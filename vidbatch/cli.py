@@ -101,3 +101,148 @@ def schema_command() -> None:
 
     typer.echo(schema_markdown())
 
+
+
+def _storage_options(values: list[str] | None) -> dict:
+    """`--storage-option key=value` (value parsed as YAML) into fsspec storage options."""
+    import yaml
+
+    options = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            typer.echo(f"error: --storage-option {item!r}: expected KEY=VALUE", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        options[key] = yaml.safe_load(raw)
+    return options
+
+
+StorageOptions = Annotated[
+    list[str] | None, typer.Option("--storage-option", help="fsspec option for the output, KEY=VALUE (repeatable).")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@app.command("query")
+def query_command(
+    out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views clips, videos, errors, shots, head_predictions, runs.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet (parquet needs -o).")] = "table",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result to this file instead of stdout.")] = None,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Run SQL (DuckDB) over the committed output tables."""
+    import duckdb
+
+    from vidbatch import query
+
+    if format_ not in query.FORMATS:
+        raise _fail(f"--format {format_!r}: choose one of {', '.join(query.FORMATS)}")
+    if format_ == "parquet" and output is None:
+        raise _fail("--format parquet writes a binary file: give -o FILE")
+    try:
+        table = query.run_query(out, sql, _storage_options(storage_option))
+    except duckdb.Error as e:
+        raise _fail(str(e)) from None
+    if format_ == "parquet":
+        query.write_parquet(table, str(output))
+        typer.echo(f"{table.num_rows} rows written to {output}", err=True)
+        return
+    text = {"table": query.format_aligned, "csv": query.format_csv, "json": query.format_json}[format_](table)
+    if output is None:
+        typer.echo(text.rstrip("\n"))
+    else:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+
+
+@app.command("search")
+def search_command(
+    out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
+    like: Annotated[str | None, typer.Option("--like", help="Clips similar to this stored clip id.")] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Clips similar to this image (JPEG/PNG).")] = None,
+    video: Annotated[str | None, typer.Option("--video", help="Clips similar to a frame of this video (with --at).")] = None,
+    at: Annotated[float | None, typer.Option("--at", help="Seconds into --video.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many clips.")] = 10,
+    model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    storage_option: StorageOptions = None,
+) -> None:
+    """Nearest clips by cosine similarity of their stored embeddings."""
+    import json
+
+    from vidbatch.search import SearchQuery, search
+
+    if format_ not in ("table", "json"):
+        raise _fail(f"--format {format_!r}: choose table or json")
+    try:
+        hits = search(out, SearchQuery(like, image, video, at), k, model, _storage_options(storage_option))
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if format_ == "json":
+        typer.echo(json.dumps(hits, indent=1))
+        return
+    header = f"{'similarity':>10}  {'video':<32} {'time':>17}  {'label':<28} clip_id"
+    typer.echo(header + "\n" + "-" * len(header))
+    for h in hits:
+        span = f"{h['start_s']:7.2f}-{h['end_s']:7.2f}s"
+        typer.echo(f"{h['similarity']:10.4f}  {Path(h['video_uri']).name[:32]:<32} {span:>17}  {(h['label'] or '-')[:28]:<28} {h['clip_id']}")
+
+
+@app.command("report")
+def report_command(
+    out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    max_clips: Annotated[int, typer.Option("--max-clips", min=1, help="Clip thumbnails shown per video.")] = 200,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Write one self-contained HTML page: counts, runs, top labels, per-video timelines with thumbnails, errors."""
+    from vidbatch.report import render_report
+
+    output.write_text(render_report(out, _storage_options(storage_option), max_clips), encoding="utf-8")
+    typer.echo(f"report written to {output}")
+
+
+@app.command("train-head")
+def train_head_command(
+    out: Annotated[str, typer.Argument(help="Output directory with clips and embeddings.")],
+    labels: Annotated[Path, typer.Option("--labels", help="CSV with columns clip_id,label.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Where to save the head (.pt).")],
+    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Labelled clips held out.")] = 0.25,
+    model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Train a logistic-regression head on stored embeddings of labelled clips."""
+    from vidbatch.heads import read_labels, train_head, write_head
+
+    so = _storage_options(storage_option)
+    try:
+        result = train_head(out, read_labels(labels), test_fraction, seed, model, so)
+    except (ValueError, OSError) as e:
+        raise _fail(str(e)) from None
+    write_head(result.head, output, so)
+    h = result.head
+    typer.echo(
+        f"held-out accuracy {result.held_out_accuracy:.3f} ({result.test_clips} clips; trained on {result.train_clips}); "
+        f"classes {h.class_names}; embedding model {h.embedding_model}; saved {output}"
+    )
+
+
+@app.command("apply-head")
+def apply_head_command(
+    out: Annotated[str, typer.Argument(help="Output directory with clips and embeddings.")],
+    head: Annotated[str, typer.Argument(help="Head file from `vidbatch train-head`.")],
+    storage_option: StorageOptions = None,
+) -> None:
+    """Predict every stored clip with a head into head_predictions/ (no video is decoded)."""
+    from vidbatch.heads import apply_head
+
+    try:
+        rows, files = apply_head(out, head, _storage_options(storage_option))
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"{rows} predictions written to {out.rstrip('/')}/head_predictions ({len(files)} file{'s' if len(files) != 1 else ''})")

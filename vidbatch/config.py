@@ -80,6 +80,9 @@ class TaskConfig(StrictModel):
     )
     weights_path: str | None = Field(None, description="Local path or fsspec URL of a state dict; overrides the torch cache download.")
     top_k: int = Field(5, gt=0, le=100)
+    head_path: str | None = Field(
+        None, description="`head` task: file written by `vidbatch train-head`; model/weights/weights_path give its embedding model."
+    )
 
 
 class InferenceConfig(StrictModel):
@@ -126,6 +129,8 @@ class IncrementalConfig(StrictModel):
 
 class OutputConfig(StrictModel):
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
+    thumbnails: bool = Field(True, description="Store a small JPEG of each clip's middle sampled frame in clips.thumbnail.")
+    thumbnail_width: int = Field(160, ge=16, le=1024, description="Thumbnail width in pixels (aspect kept, never upscaled).")
 
 
 class JobConfig(StrictModel):

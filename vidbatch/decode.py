@@ -18,6 +18,7 @@ from av.video.reformatter import VideoReformatter
 from vidbatch.clips import ClipPlan, WorkUnit
 from vidbatch.container import open_container
 from vidbatch.errors import DecodeError
+from vidbatch.thumbnails import encode_thumbnail, thumbnail_slot
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class DecodedClip:
     clip: ClipPlan
     frames: np.ndarray  # (k, crop, crop, 3) uint8 RGB
     frame_times_s: tuple[float, ...]  # actual presentation times of the kept frames, relative to the first frame
+    thumbnail: bytes | None = None  # JPEG of the middle sampled frame, uncropped (when asked for)
 
 
 def frame_to_array(frame: av.VideoFrame, spec: FrameSpec, reformatter: VideoReformatter | None = None) -> np.ndarray:
@@ -95,9 +97,10 @@ def decode_unit(
     threads: int = 0,
     storage_options: dict[str, Any] | None = None,
     stats: DecodeStats | None = None,
+    thumbnail_width: int | None = None,
 ) -> Iterator[DecodedClip]:
     """Yield each clip of the unit as soon as its last sample is decoded; holds at most one clip's kept frames
-    (more only when clips overlap).
+    (more only when clips overlap). With thumbnail_width, each clip also gets a JPEG of its middle sample.
 
     The frame kept for a target time is the one on screen at that time: the last frame whose timestamp is not
     after it (within half a frame). Raises DecodeError when the stream ends or breaks before a planned sample
@@ -111,20 +114,24 @@ def decode_unit(
     remaining = [len(c.sample_times_s) for c in unit.clips]
     kept: list[list[np.ndarray | None]] = [[None] * n for n in remaining]
     times: list[list[float]] = [[0.0] * n for n in remaining]
+    thumbs: list[bytes | None] = [None] * len(unit.clips)
     next_clip = 0
 
     reformatter = VideoReformatter()
+    thumb_reformatter = VideoReformatter()  # its own swscale context: thumbnails have another output size
 
     def keep(frame: av.VideoFrame, target: _Target) -> None:
         kept[target.clip_pos][target.slot] = frame_to_array(frame, spec, reformatter)
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1
+        if thumbnail_width and target.slot == thumbnail_slot(len(kept[target.clip_pos])):
+            thumbs[target.clip_pos] = encode_thumbnail(frame, thumbnail_width, thumb_reformatter)
 
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
         while next_clip < len(unit.clips) and remaining[next_clip] == 0:
-            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]))
+            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), thumbs[next_clip])
             kept[next_clip] = []
             next_clip += 1
 

@@ -42,6 +42,7 @@ def pipeline_identity(config: JobConfig) -> dict[str, Any]:
         "sampling": config.sampling.model_dump(),
         "frames": asdict(frame_spec_for(config.tasks)),
         "tasks": tasks,
+        "thumbnail_width": config.out.thumbnail_width if config.out.thumbnails else None,
     }
 
 

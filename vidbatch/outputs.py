@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.dataset as pads
 
 from vidbatch.commits import COMMITS
 from vidbatch.storage import OutputStore
@@ -40,6 +42,24 @@ def table_files(out: str, table: str, storage_options: dict[str, Any] | None = N
     """Paths (file-system paths, no protocol) of one table's committed Parquet files."""
     store = OutputStore(out, storage_options)
     return [store.path(f) for f in live_files(commits(store)).get(table, [])]
+
+
+def table_dataset(out: str, table: str, storage_options: dict[str, Any] | None = None) -> pads.Dataset | None:
+    """A lazy pyarrow dataset over the table's committed files (Hive partitions `dt=`, `pipeline=` become
+    columns), or None when no commit has the table.
+
+    Files of runs with other settings may have extra columns (thumbnails, a head task): the dataset's schema is
+    the union, missing columns read as null.
+    """
+    files = table_files(out, table, storage_options)
+    if not files:
+        return None
+    fs, root = open_fs(out, storage_options)
+    ds = pads.dataset(files, format="parquet", filesystem=fs, partitioning="hive", partition_base_dir=f"{root}/{table}")
+    schemas = [ds.schema, *(frag.physical_schema for frag in ds.get_fragments())]
+    if all(s.equals(ds.schema) for s in schemas):
+        return ds
+    return ds.replace_schema(pa.unify_schemas(schemas, promote_options="permissive"))
 
 
 def run_manifests(out: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from vidbatch.ledger import ledger_table, read_ledger, select
 from vidbatch.listing import VideoSource, list_videos, scope_of
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import VIDEOS, clips_schema, result_schema
+from vidbatch.schema import VIDEOS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.storage import OutputStore
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
@@ -104,7 +104,10 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     # with inference, on the GPU nodes of a cluster
     decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
     ds = ds.map_batches(
-        DecodeStage(spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry),
+        DecodeStage(
+            spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
+            config.out.thumbnail_width if config.out.thumbnails else None,
+        ),
         batch_size=1,
         **decode_args,
     )
@@ -298,7 +301,8 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     prepared = _prepare(config, [s for s, _ in selection.process])
 
     targets = _unit_targets(prepared, pipeline, dt)
-    sink = _UnitSink(store, run_id, clips_schema(task_fields), targets)
+    clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
+    sink = _UnitSink(store, run_id, clips_schema(clip_fields), targets)
     done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
     for k in done:
         sink.pending.pop(k)

@@ -39,6 +39,26 @@ def classify_fields(embedding_dim: int) -> list[pa.Field]:
     ]
 
 
+THUMBNAIL_FIELD = _f(
+    "thumbnail",
+    pa.binary(),
+    "JPEG of the clip's middle sampled frame, whole frame upright, about 160 px wide (`out.thumbnails`; null when off)",
+)
+
+
+def thumbnail_fields(enabled: bool) -> list[pa.Field]:
+    """The clips/ thumbnail column, when the job stores thumbnails."""
+    return [THUMBNAIL_FIELD] if enabled else []
+
+
+def head_fields() -> list[pa.Field]:
+    """Columns added to clips/ by the `head` task (a classifier trained with `vidbatch train-head`)."""
+    return [
+        _f("head_label", pa.string(), "the head's best class for the clip"),
+        _f("head_score", pa.float32(), "the head's probability of `head_label`"),
+    ]
+
+
 RUN_FIELD = _f("run_id", pa.string(), "run that wrote the row (see runs/<run_id>.json)", False)
 
 # Carried from the decode and inference stages to the driver next to clip columns; never written to clips/.
@@ -113,6 +133,23 @@ LEDGER = pa.schema(
 )
 
 
+HEAD_PREDICTIONS = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("clip_id", pa.string(), "see clips.clip_id", False),
+        _f("start_s", pa.float64(), "see clips.start_s", False),
+        _f("end_s", pa.float64(), "see clips.end_s", False),
+        _f("head_id", pa.string(), "sha1 of the head file (16 hex chars): which head made the prediction", False),
+        _f("embedding_model", pa.string(), "clips.model the head was trained on", False),
+        _f("label", pa.string(), "the head's best class", False),
+        _f("score", pa.float32(), "probability of `label`", False),
+        _f("class_names", pa.list_(pa.string()), "the head's classes, in the order of `scores`", False),
+        _f("scores", pa.list_(pa.float32()), "probability of every class", False),
+        _f("applied_at", pa.timestamp("us", tz="UTC"), "when `vidbatch apply-head` wrote the row", False),
+    ]
+)
+
+
 def _type_name(t: pa.DataType) -> str:
     if pa.types.is_fixed_size_list(t):
         return f"fixed_size_list<{_type_name(t.value_type)}, {EMBEDDING_DIM_PLACEHOLDER}>"
@@ -131,9 +168,11 @@ def schema_markdown() -> str:
     """The README's schema section, generated from the schemas above."""
     return "\n\n".join(
         [
-            _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280))),
+            _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280) + thumbnail_fields(True))),
+            _table_markdown("clips/ columns of the head task", pa.schema(head_fields())),
             _table_markdown("videos/", VIDEOS),
             _table_markdown("errors/", ERRORS),
             _table_markdown("ledger/ (one row per video each time a run touches it; the latest row is its state)", LEDGER),
+            _table_markdown("head_predictions/ (`vidbatch apply-head`)", HEAD_PREDICTIONS),
         ]
     )

@@ -52,4 +52,4 @@ def get_task(name: str) -> type[ClipTask]:
         raise KeyError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
 
 
-from vidbatch.tasks import classify  # noqa: E402,F401  (registers built-in tasks)
+from vidbatch.tasks import classify, head  # noqa: E402,F401  (registers built-in tasks)

@@ -1,0 +1,96 @@
+"""`vidbatch report`: rendered in headless Chromium, which must show the run's numbers and load every thumbnail."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from vidbatch.cli import app
+from vidbatch.report import gather, render_report
+
+pytestmark = pytest.mark.e2e
+
+# Appended only to the test's copy of the page: the report itself has no JavaScript.
+IMAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  document.body.dataset.images = images.length;
+  document.body.dataset.loaded = images.filter((i) => i.complete && i.naturalWidth > 0).length;
+});
+</script></body>"""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "headless Chromium is needed for the report test: install it with .ci/install (Debian package chromium)"
+    return path
+
+
+def browse(html: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", *args, html.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+
+
+def loaded_images(html: Path, tmp_path: Path) -> tuple[int, int, str]:
+    """(images, images that decoded, DOM) after the page's load event, as Chromium saw it."""
+    probe = tmp_path / f"probe-{html.name}"
+    probe.write_text(html.read_text().replace("</body>", IMAGE_CHECK))
+    dom = browse(probe, tmp_path, "--dump-dom").stdout
+    body = re.search(r'<body data-images="(\d+)" data-loaded="(\d+)"', dom)
+    assert body, dom[:2000]
+    return int(body[1]), int(body[2]), dom
+
+
+@pytest.fixture(scope="module")
+def report(kinds_output, tmp_path_factory) -> Path:
+    html = tmp_path_factory.mktemp("report") / "report.html"
+    result = CliRunner().invoke(app, ["report", str(kinds_output[0]), "-o", str(html)])
+    assert result.exit_code == 0, result.output
+    return html
+
+
+def test_report_in_chromium_shows_the_numbers_and_thumbnails(kinds_output, report, tmp_path):
+    _, _, kinds, summary = kinds_output
+    html = report.read_text()
+    assert "<script" not in html and 'src="http' not in html  # readable without JavaScript, self-contained
+    images, loaded, dom = loaded_images(report, tmp_path)
+    assert images == summary.counts.clips == 18 and loaded == images
+    counts = dict(re.findall(r'id="count-(\w+)"><div class="n">(\d+)</div>', dom))
+    assert counts == {"inputs": "7", "ok": "6", "failed": "1", "clips": "18", "errors": "1"}
+    assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "InvalidDataError" in dom
+    for name in kinds:
+        assert name in dom
+    assert "<svg" in dom and "clips (top-1 label)" in dom  # the label histogram, inline
+
+    png = tmp_path / "report.png"
+    browse(report, tmp_path, "--window-size=1280,2000", f"--screenshot={png}")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_the_image_check_fails_on_broken_thumbnails(report, tmp_path):
+    broken = tmp_path / "broken.html"
+    broken.write_text(report.read_text().replace("data:image/jpeg;base64,/9j/", "data:image/jpeg;base64,AAAA"))
+    images, loaded, _ = loaded_images(broken, tmp_path)
+    assert images == 18 and loaded == 0
+
+
+def test_shots_appear_on_the_timelines(kinds_output, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(kinds_output[0], out)
+    video_id = pq.read_table(out / "clips", columns=["video_id"])["video_id"][0].as_py()
+    shots = pa.table({"video_id": [video_id] * 2, "shot_index": [0, 1], "start_s": [0.0, 1.2], "end_s": [1.2, 3.0]})
+    (out / "shots").mkdir()
+    pq.write_table(shots, out / "shots" / "part-0.parquet")
+    data = gather(str(out))
+    with_shots = [t for t in data["timelines"] if t.shots]
+    assert [t.video_id for t in with_shots] == [video_id] and [s["left"] for s in with_shots[0].shots] == [0.0, 40.0]
+    assert render_report(str(out)).count('<div class="bar shots">') == 1
