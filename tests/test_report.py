@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
+from vidbatch.commits import commit
+from vidbatch.storage import OutputStore
 from vidbatch.report import gather, render_report
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +92,7 @@ def test_shots_appear_on_the_timelines(kinds_output, tmp_path):
     shots = pa.table({"video_id": [video_id] * 2, "shot_index": [0, 1], "start_s": [0.0, 1.2], "end_s": [1.2, 3.0]})
     (out / "shots").mkdir()
     pq.write_table(shots, out / "shots" / "part-0.parquet")
+    commit(OutputStore(str(out)), "shots-test", {"shots": ["shots/part-0.parquet"]}, [], {})  # readers see commits only
     data = gather(str(out))
     with_shots = [t for t in data["timelines"] if t.shots]
     assert [t.video_id for t in with_shots] == [video_id] and [s["left"] for s in with_shots[0].shots] == [0.0, 40.0]
