@@ -19,6 +19,7 @@ from vidbatch.clips import EPS, ClipPlan, WorkUnit
 from vidbatch.config import ClipConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
+from vidbatch.frame_plan import FrameLayout
 from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS
 
 Batch = dict[str, np.ndarray]
@@ -45,23 +46,26 @@ def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec) -> Batch:
     frames = np.zeros((b, k, spec.crop, spec.crop, 3), dtype=np.uint8)
     times = np.zeros((b, k), dtype=np.float64)
     n_frames = np.zeros(b, dtype=np.int32)
+    source_wh = np.zeros((b, 2), dtype=np.int32)
     for i, r in enumerate(rows):
         if r.get("frames") is not None:
-            n = len(r["frames"])
-            frames[i, :n] = r["frames"]
+            n = len(r["frame_times_s"])  # the shared samples; tasks' own samples sit in later slots
+            frames[i, : len(r["frames"])] = r["frames"]
             times[i, :n] = r["frame_times_s"]
             n_frames[i] = n
-    batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames}
+            source_wh[i] = r.get("source_wh", (0, 0))
+    batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames, "source_wh": source_wh}
     for name, default in _SCALAR_COLUMNS:
         batch[name] = np.array([default if r.get(name) is None else r[name] for r in rows])
     return batch
 
 
-def _clip_row(unit: WorkUnit, decoded: DecodedClip) -> dict[str, Any]:
+def _clip_row(unit: WorkUnit, decoded: DecodedClip, layout: FrameLayout | None) -> dict[str, Any]:
     c = decoded.clip
+    frames, times = (decoded.frames, decoded.frame_times_s) if layout is None else layout.place(decoded.frames, decoded.frame_times_s)
     return {
         "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": c.clip_id, "clip_index": c.clip_index,
-        "start_s": c.start_s, "end_s": c.end_s, "frames": decoded.frames, "frame_times_s": decoded.frame_times_s,
+        "start_s": c.start_s, "end_s": c.end_s, "frames": frames, "frame_times_s": times, "source_wh": decoded.source_wh,
     }
 
 
@@ -80,20 +84,22 @@ class DecodeStage:
     spec: FrameSpec
     strategy: Literal["auto", "sequential", "seek"]
     threads: int  # 0: FFmpeg's choice
-    samples_per_clip: int
+    samples_per_clip: int  # every slot of the frame axis: layout.total when tasks sample their own frames
     storage_options: dict[str, Any] | None = None
+    layout: FrameLayout | None = None  # tasks' own sample times, decoded in the same pass
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for payload in batch["unit_json"]:
             unit = WorkUnit.from_dict(json.loads(payload))
-            clips = decode_unit(unit, self.spec, self.strategy, self.threads, self.storage_options)
+            planned = unit if self.layout is None else self.layout.with_task_samples(unit)
+            clips = decode_unit(planned, self.spec, self.strategy, self.threads, self.storage_options)
             for done in range(len(unit.clips)):
                 try:
                     decoded = next(clips)
                 except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
                     yield frames_batch([_error_row(unit, list(unit.clips[done:]), e)], self.samples_per_clip, self.spec)
                     break
-                yield frames_batch([_clip_row(unit, decoded)], self.samples_per_clip, self.spec)
+                yield frames_batch([_clip_row(unit, decoded, self.layout)], self.samples_per_clip, self.spec)
             clips.close()
 
 

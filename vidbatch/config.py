@@ -80,6 +80,8 @@ class TaskConfig(StrictModel):
     )
     weights_path: str | None = Field(None, description="Local path or fsspec URL of a state dict; overrides the torch cache download.")
     top_k: int = Field(5, gt=0, le=100)
+    score_threshold: float = Field(0.5, ge=0, le=1, description="detect: keep detections scoring at least this.")
+    masks: bool = Field(False, description="segment: also store each sampled frame's class mask as PNG bytes.")
 
 
 class InferenceConfig(StrictModel):

@@ -22,12 +22,20 @@ from vidbatch.errors import DecodeError
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How a kept frame is turned into model input: scale the short side (in libswscale), then centre-crop."""
+    """How a kept frame is turned into model input: scale the short side (in libswscale), then centre-crop.
+
+    letterbox: scale the long side to `crop` instead and pad bottom/right to a crop x crop canvas, so tasks that
+    need the whole frame (detect, segment, action) and cropping tasks read one decode (vidbatch/frame_views.py).
+    """
 
     resize_short: int
     crop: int
+    letterbox: bool = False
 
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        if self.letterbox:
+            scale = self.crop / max(width, height)
+            return max(1, min(self.crop, round(width * scale))), max(1, min(self.crop, round(height * scale)))
         scale = self.resize_short / min(width, height)
         return max(self.crop, round(width * scale)), max(self.crop, round(height * scale))
 
@@ -40,6 +48,7 @@ class DecodedClip:
     clip: ClipPlan
     frames: np.ndarray  # (k, crop, crop, 3) uint8 RGB
     frame_times_s: tuple[float, ...]  # actual presentation times of the kept frames, relative to the first frame
+    source_wh: tuple[int, int] = (0, 0)  # upright (display-rotated) source frame size
 
 
 def frame_to_array(frame: av.VideoFrame, spec: FrameSpec, reformatter: VideoReformatter | None = None) -> np.ndarray:
@@ -58,6 +67,10 @@ def frame_to_array(frame: av.VideoFrame, spec: FrameSpec, reformatter: VideoRefo
     if rotation:
         # display matrix rotation is counter-clockwise
         rgb = np.rot90(rgb, k=rotation // 90)
+    if spec.letterbox:
+        canvas = np.zeros((spec.crop, spec.crop, 3), dtype=np.uint8)
+        canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
+        return canvas
     top = (rgb.shape[0] - spec.crop) // 2
     left = (rgb.shape[1] - spec.crop) // 2
     return np.ascontiguousarray(rgb[top : top + spec.crop, left : left + spec.crop])
@@ -114,9 +127,15 @@ def decode_unit(
     next_clip = 0
 
     reformatter = VideoReformatter()
+    source_wh = [(0, 0)]
+    last: list = [None, None]  # (frame, array): a frame kept for several targets (tasks' own samples) converts once
 
     def keep(frame: av.VideoFrame, target: _Target) -> None:
-        kept[target.clip_pos][target.slot] = frame_to_array(frame, spec, reformatter)
+        if last[0] is not frame:
+            last[:] = frame, frame_to_array(frame, spec, reformatter)
+            turned = int(frame.rotation or 0) % 180 == 90
+            source_wh[0] = (frame.height, frame.width) if turned else (frame.width, frame.height)
+        kept[target.clip_pos][target.slot] = last[1]
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1
@@ -124,7 +143,7 @@ def decode_unit(
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
         while next_clip < len(unit.clips) and remaining[next_clip] == 0:
-            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]))
+            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), source_wh[0])
             kept[next_clip] = []
             next_clip += 1
 
