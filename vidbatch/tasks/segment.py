@@ -5,12 +5,13 @@ normalisation) cut from the job's canvases; the model's `out` logits are at inpu
 """
 from __future__ import annotations
 
+import io
 from typing import ClassVar
 
 import pyarrow as pa
 import torch
 import torchvision
-from torchvision.io import encode_png
+from PIL import Image
 
 from vidbatch.config import TaskConfig
 from vidbatch.decode import FrameSpec
@@ -87,7 +88,13 @@ class SemanticSegmentationTask:
 
     @staticmethod
     def _masks(labels: torch.Tensor) -> list[dict]:
+        """8-bit grayscale PNGs (pixel = class index): lossless and compact for a few large regions."""
         if int(labels.max()) > 255:
             raise ValueError("segment masks store class indices as 8-bit PNG; this model has more than 256 classes")
         h, w = labels.shape[-2:]
-        return [{"width": w, "height": h, "png": encode_png(f[None].to(torch.uint8).cpu()).numpy().tobytes()} for f in labels]
+        masks = []
+        for f in labels.to(torch.uint8).cpu().numpy():
+            buffer = io.BytesIO()
+            Image.fromarray(f).save(buffer, format="PNG")
+            masks.append({"width": w, "height": h, "png": buffer.getvalue()})
+        return masks
