@@ -15,7 +15,9 @@ Lines (seconds; medians of --repeats interleaved repeats, each after an untimed 
 
 vidbatch.run lines use the run's own pipeline_s (listing, probing, decoding, inference, writing; Ray start-up
 excluded). The two topology lines time only the decode -> inference stream, on the same planned work units.
-Random weights cost the same compute as trained ones, and nothing has to be downloaded.
+Random weights need no download and cost a classifier the same compute as trained ones; a detector's
+post-processing (per-class NMS over candidates above its internal score floor) depends on its scores, so a random
+detector's cost is not a trained one's.
 """
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ class JobConfig(StrictModel):
 
     @model_validator(mode="after")
     def _tasks_resolve(self) -> JobConfig:
-        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, mixed frame sizes."""
+        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, tasks writing the same column."""
         from fsspec.core import url_to_fs
 
         from vidbatch.batches import MAX_SAMPLES_PER_CLIP, max_samples_per_clip

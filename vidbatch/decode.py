@@ -127,15 +127,18 @@ def decode_unit(
     next_clip = 0
 
     reformatter = VideoReformatter()
-    source_wh = [(0, 0)]
-    last: list = [None, None]  # (frame, array): a frame kept for several targets (tasks' own samples) converts once
+    source_wh = (0, 0)
+    # a frame kept for several targets (the job's samples and a task's own) is converted once
+    last_frame: av.VideoFrame | None = None
+    last_array = np.empty(0, np.uint8)
 
     def keep(frame: av.VideoFrame, target: _Target) -> None:
-        if last[0] is not frame:
-            last[:] = frame, frame_to_array(frame, spec, reformatter)
+        nonlocal last_frame, last_array, source_wh
+        if frame is not last_frame:
+            last_frame, last_array = frame, frame_to_array(frame, spec, reformatter)
             turned = int(frame.rotation or 0) % 180 == 90
-            source_wh[0] = (frame.height, frame.width) if turned else (frame.width, frame.height)
-        kept[target.clip_pos][target.slot] = last[1]
+            source_wh = (frame.height, frame.width) if turned else (frame.width, frame.height)
+        kept[target.clip_pos][target.slot] = last_array
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1
@@ -143,7 +146,7 @@ def decode_unit(
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
         while next_clip < len(unit.clips) and remaining[next_clip] == 0:
-            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), source_wh[0])
+            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), source_wh)
             kept[next_clip] = []
             next_clip += 1
 

@@ -21,6 +21,12 @@ class FrameGeometry:
     spec: FrameSpec
     source_wh: tuple[tuple[int, int], ...]
 
+    @classmethod
+    def whole_frames(cls, frames: torch.Tensor, n_clips: int) -> FrameGeometry:
+        """For frames handed to a task directly (not the job's canvases): each frame is all image."""
+        side = max(frames.shape[1], frames.shape[2])
+        return cls(FrameSpec(side, side), ((0, 0),) * n_clips)
+
     def valid_wh(self, clip: int) -> tuple[int, int]:
         if self.spec.letterbox and self.source_wh[clip][0] > 0:
             return self.spec.scaled_size(*self.source_wh[clip])

@@ -71,8 +71,7 @@ class VideoClassifierTask:
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
         """frames: each clip's stack of self.stack.frames frames."""
-        if geometry is None:
-            geometry = FrameGeometry(FrameSpec(frames.shape[1], frames.shape[1]), ((0, 0),) * len(clip_lengths))
+        geometry = geometry or FrameGeometry.whole_frames(frames, len(clip_lengths))
         clips = torch.stack([self._input(r) for r in clip_regions(frames, clip_lengths, geometry)])
         per_forward = max(1, batch_size // self.stack.frames)  # batch_size counts frames
         probs = torch.cat([self.net(c).float().softmax(dim=1) for c in clips.split(per_forward)])

@@ -75,9 +75,7 @@ class ObjectDetectionTask:
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
         out: dict[str, list] = {"det_model": [], "det_detections": [], "det_counts": []}
-        if geometry is None:
-            spec = FrameSpec(frames.shape[1], frames.shape[1])
-            geometry = FrameGeometry(spec, ((0, 0),) * len(clip_lengths))
+        geometry = geometry or FrameGeometry.whole_frames(frames, len(clip_lengths))
         for ci, region in enumerate(clip_regions(frames, clip_lengths, geometry)):
             w, h = region.shape[-1], region.shape[-2]
             sw, sh = geometry.source_wh[ci] if geometry.source_wh[ci][0] > 0 else (w, h)

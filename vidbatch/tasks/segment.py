@@ -73,7 +73,7 @@ class SemanticSegmentationTask:
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
-        geometry = geometry or FrameGeometry(FrameSpec(self.size, self.size), ((0, 0),) * len(clip_lengths))
+        geometry = geometry or FrameGeometry.whole_frames(frames, len(clip_lengths))
         out: dict[str, list] = {"seg_model": [], "seg_class_fractions": [], "seg_masks": []}
         for region in clip_regions(frames, clip_lengths, geometry):
             labels, n_classes = self._labels(region, batch_size)
