@@ -1,6 +1,7 @@
 """Batched inference over clip frames: one model load per actor, every configured task from the same frames.
 
-A plain callable class: Ray Data runs it in an actor pool, tests call it directly.
+A plain callable class: Ray Data runs it in an actor pool, tests call it directly. One actor runs every task on
+the same frames: measured faster than one actor pool per task (benchmarks/README.md, multitask_cost.py).
 """
 from __future__ import annotations
 
