@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import vidbatch
 from vidbatch.cli import app
+from vidbatch.outputs import table_files
 from vidbatch.config import ConfigError, load_config
 from vidbatch.heads import read_head, read_labels
 from vidbatch.query import run_query
@@ -43,7 +44,7 @@ def test_head_labels_the_unlabelled_half(kinds_output, trained_head):
 
     result = CliRunner().invoke(app, ["apply-head", str(out), str(head_path)])
     assert result.exit_code == 0, result.output
-    table = pq.read_table(out / "head_predictions")
+    table = pq.read_table(table_files(str(out), "head_predictions"), partitioning=None)
     assert table.schema.equals(HEAD_PREDICTIONS, check_metadata=False) and table.num_rows == len(truth)
     predicted = {r["clip_id"]: r["label"] for r in table.to_pylist()}
     unlabelled = {c for c in truth if c not in labelled}

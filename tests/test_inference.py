@@ -43,7 +43,7 @@ class OomAbove:
     def __init__(self, limit: int):
         self.limit, self.seen = limit, []
 
-    def predict(self, frames, lengths, batch_size):
+    def predict(self, frames, lengths, batch_size, geometry=None):
         self.seen.append(batch_size)
         if batch_size > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory")
@@ -61,7 +61,7 @@ def test_out_of_memory_halves_the_batch(actor):
 class FailsOnWhite:
     """A task that cannot handle all-white frames: only the clips that contain them may fail."""
 
-    def predict(self, frames, lengths, batch_size):
+    def predict(self, frames, lengths, batch_size, geometry=None):
         if bool((frames == 255).all(dim=(1, 2, 3)).any()):
             raise ValueError("white frame")
         return {"model": ["t"] * len(lengths), "labels": [["x"]] * len(lengths), "scores": [[1.0]] * len(lengths),

@@ -61,8 +61,8 @@ def test_decode_stage_carries_thumbnails_only_when_asked(tmp_path):
     path = make_video(tmp_path / "v.mp4", seconds=1.0, fps=10)
     _, units = _units(path, frames_per_clip=2)
     batch = {"unit_json": np.array([json.dumps(units[0].to_dict())])}
-    on = list(DecodeStage(SPEC, "auto", 1, 2, None, 160)(batch))
-    off = list(DecodeStage(SPEC, "auto", 1, 2, None, None)(batch))
+    on = list(DecodeStage(SPEC, "auto", 1, 2, None, thumbnail_width=160)(batch))
+    off = list(DecodeStage(SPEC, "auto", 1, 2, None, thumbnail_width=None)(batch))
     assert "thumbnail" in on[0] and "thumbnail" not in off[0]
     table = result_table(on[0], result_schema([]), {})
     assert table.column_names[-1] == "thumbnail" and _jpeg(table["thumbnail"][0].as_py()).shape == (120, 160, 3)

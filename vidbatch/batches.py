@@ -20,6 +20,7 @@ from vidbatch.clips import EPS, ClipPlan, WorkUnit
 from vidbatch.config import ClipConfig, RetryConfig, SamplingConfig
 from vidbatch.decode import DecodedClip, FrameSpec, decode_unit
 from vidbatch.errors import ErrorRow
+from vidbatch.frame_plan import FrameLayout
 from vidbatch.retry import backoff_s, is_transient
 from vidbatch.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
 
@@ -50,13 +51,15 @@ def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec, thumbnails
     frames = np.zeros((b, k, spec.crop, spec.crop, 3), dtype=np.uint8)
     times = np.zeros((b, k), dtype=np.float64)
     n_frames = np.zeros(b, dtype=np.int32)
+    source_wh = np.zeros((b, 2), dtype=np.int32)
     for i, r in enumerate(rows):
         if r.get("frames") is not None:
-            n = len(r["frames"])
-            frames[i, :n] = r["frames"]
+            n = len(r["frame_times_s"])  # the shared samples; tasks' own samples sit in later slots
+            frames[i, : len(r["frames"])] = r["frames"]
             times[i, :n] = r["frame_times_s"]
             n_frames[i] = n
-    batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames}
+            source_wh[i] = r.get("source_wh", (0, 0))
+    batch: Batch = {"frames": frames, "frame_times_s": times, "n_frames": n_frames, "source_wh": source_wh}
     for name, default in _SCALAR_COLUMNS:
         batch[name] = np.array([default if r.get(name) is None else r[name] for r in rows])
     if thumbnails:
@@ -64,11 +67,12 @@ def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec, thumbnails
     return batch
 
 
-def _clip_row(unit: WorkUnit, decoded: DecodedClip) -> dict[str, Any]:
+def _clip_row(unit: WorkUnit, decoded: DecodedClip, layout: FrameLayout | None) -> dict[str, Any]:
     c = decoded.clip
+    frames, times = (decoded.frames, decoded.frame_times_s) if layout is None else layout.place(decoded.frames, decoded.frame_times_s)
     return {
         "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": c.clip_id, "clip_index": c.clip_index,
-        "start_s": c.start_s, "end_s": c.end_s, "frames": decoded.frames, "frame_times_s": decoded.frame_times_s,
+        "start_s": c.start_s, "end_s": c.end_s, "frames": frames, "frame_times_s": times, "source_wh": decoded.source_wh,
         "thumbnail": decoded.thumbnail,
     }
 
@@ -88,10 +92,11 @@ class DecodeStage:
     spec: FrameSpec
     strategy: Literal["auto", "sequential", "seek"]
     threads: int  # 0: FFmpeg's choice
-    samples_per_clip: int
+    samples_per_clip: int  # every slot of the frame axis: layout.total when tasks sample their own frames
     storage_options: dict[str, Any] | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     thumbnail_width: int | None = None  # None: no thumbnails
+    layout: FrameLayout | None = None  # tasks' own sample times, decoded in the same pass
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for payload in batch["unit_json"]:
@@ -103,9 +108,10 @@ class DecodeStage:
         tries), any other failure becomes one error row for the clips not yet decoded."""
         done, attempt = 0, 1
         while done < len(unit.clips):
+            rest = replace(unit, clips=unit.clips[done:])
+            planned = rest if self.layout is None else self.layout.with_task_samples(rest)
             clips = decode_unit(
-                replace(unit, clips=unit.clips[done:]), self.spec, self.strategy, self.threads, self.storage_options,
-                thumbnail_width=self.thumbnail_width,
+                planned, self.spec, self.strategy, self.threads, self.storage_options, thumbnail_width=self.thumbnail_width
             )
             try:
                 while done < len(unit.clips):
@@ -118,7 +124,7 @@ class DecodeStage:
                             break
                         yield _error_row(unit, list(unit.clips[done:]), e)
                         return
-                    yield _clip_row(unit, decoded)
+                    yield _clip_row(unit, decoded, self.layout)
                     done += 1
             finally:
                 clips.close()

@@ -83,6 +83,8 @@ class TaskConfig(StrictModel):
     head_path: str | None = Field(
         None, description="`head` task: file written by `vidbatch train-head`; model/weights/weights_path give its embedding model."
     )
+    score_threshold: float = Field(0.5, ge=0, le=1, description="detect: keep detections scoring at least this.")
+    masks: bool = Field(False, description="segment: also store each sampled frame's class mask as PNG bytes.")
 
 
 class InferenceConfig(StrictModel):
@@ -151,7 +153,7 @@ class JobConfig(StrictModel):
 
     @model_validator(mode="after")
     def _tasks_resolve(self) -> JobConfig:
-        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, mixed frame sizes."""
+        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, tasks writing the same column."""
         from fsspec.core import url_to_fs
 
         from vidbatch.batches import MAX_SAMPLES_PER_CLIP, max_samples_per_clip

@@ -23,12 +23,20 @@ from vidbatch.thumbnails import encode_thumbnail, thumbnail_slot
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How a kept frame is turned into model input: scale the short side (in libswscale), then centre-crop."""
+    """How a kept frame is turned into model input: scale the short side (in libswscale), then centre-crop.
+
+    letterbox: scale the long side to `crop` instead and pad bottom/right to a crop x crop canvas, so tasks that
+    need the whole frame (detect, segment, action) and cropping tasks read one decode (vidbatch/frame_views.py).
+    """
 
     resize_short: int
     crop: int
+    letterbox: bool = False
 
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        if self.letterbox:
+            scale = self.crop / max(width, height)
+            return max(1, min(self.crop, round(width * scale))), max(1, min(self.crop, round(height * scale)))
         scale = self.resize_short / min(width, height)
         return max(self.crop, round(width * scale)), max(self.crop, round(height * scale))
 
@@ -41,6 +49,7 @@ class DecodedClip:
     clip: ClipPlan
     frames: np.ndarray  # (k, crop, crop, 3) uint8 RGB
     frame_times_s: tuple[float, ...]  # actual presentation times of the kept frames, relative to the first frame
+    source_wh: tuple[int, int] = (0, 0)  # upright (display-rotated) source frame size
     thumbnail: bytes | None = None  # JPEG of the middle sampled frame, uncropped (when asked for)
 
 
@@ -60,6 +69,10 @@ def frame_to_array(frame: av.VideoFrame, spec: FrameSpec, reformatter: VideoRefo
     if rotation:
         # display matrix rotation is counter-clockwise
         rgb = np.rot90(rgb, k=rotation // 90)
+    if spec.letterbox:
+        canvas = np.zeros((spec.crop, spec.crop, 3), dtype=np.uint8)
+        canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
+        return canvas
     top = (rgb.shape[0] - spec.crop) // 2
     left = (rgb.shape[1] - spec.crop) // 2
     return np.ascontiguousarray(rgb[top : top + spec.crop, left : left + spec.crop])
@@ -119,9 +132,18 @@ def decode_unit(
 
     reformatter = VideoReformatter()
     thumb_reformatter = VideoReformatter()  # its own swscale context: thumbnails have another output size
+    source_wh = (0, 0)
+    # a frame kept for several targets (the job's samples and a task's own) is converted once
+    last_frame: av.VideoFrame | None = None
+    last_array = np.empty(0, np.uint8)
 
     def keep(frame: av.VideoFrame, target: _Target) -> None:
-        kept[target.clip_pos][target.slot] = frame_to_array(frame, spec, reformatter)
+        nonlocal last_frame, last_array, source_wh
+        if frame is not last_frame:
+            last_frame, last_array = frame, frame_to_array(frame, spec, reformatter)
+            turned = int(frame.rotation or 0) % 180 == 90
+            source_wh = (frame.height, frame.width) if turned else (frame.width, frame.height)
+        kept[target.clip_pos][target.slot] = last_array
         times[target.clip_pos][target.slot] = float(frame.time) - unit.start_offset_s
         remaining[target.clip_pos] -= 1
         stats.kept_frames += 1
@@ -131,7 +153,9 @@ def decode_unit(
     def finished_clips() -> Iterator[DecodedClip]:
         nonlocal next_clip
         while next_clip < len(unit.clips) and remaining[next_clip] == 0:
-            yield DecodedClip(unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), thumbs[next_clip])
+            yield DecodedClip(
+                unit.clips[next_clip], np.stack(kept[next_clip]), tuple(times[next_clip]), source_wh, thumbs[next_clip]
+            )
             kept[next_clip] = []
             next_clip += 1
 

@@ -165,7 +165,7 @@ def predictions_table(head: LinearHead, head_id: str, clips: pa.Table, embedding
 def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None = None) -> tuple[int, list[str]]:
     """Predict every stored clip of the head's embedding model into head_predictions/; returns (rows, files).
 
-    Published like a run: written under `head=<head_id>/`, then committed, replacing this head's earlier predictions
+    Published like a run: written under `<head_id>/`, then committed, replacing this head's earlier predictions
     in the same commit, so readers see either the old predictions or the new ones.
     """
     head, head_id = read_head(head_path, storage_options)
@@ -173,7 +173,7 @@ def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None 
     table = predictions_table(head, head_id, stored.clips, stored.matrix)
     store = OutputStore(out, storage_options)
     run_id = f"head-{head_id}-{new_run_id()}"
-    prefix = f"head_predictions/head={head_id}/"
+    prefix = f"head_predictions/{head_id}/"
     earlier = [f for f in live_files(commits(store)).get("head_predictions", []) if f.startswith(prefix)]
     file = store.write_parquet(f"{prefix}part-{run_id}.parquet", table)
     commit(store, run_id, {"head_predictions": [file]}, earlier, {"head_id": head_id})

@@ -1,6 +1,7 @@
 """Batched inference over clip frames: one model load per actor, every configured task from the same frames.
 
-A plain callable class: Ray Data runs it in an actor pool, tests call it directly.
+A plain callable class: Ray Data runs it in an actor pool, tests call it directly. One actor runs every task on
+the same frames: measured faster than one actor pool per task (benchmarks/README.md, multitask_cost.py).
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torch
 
 from vidbatch.batches import Batch, result_table
 from vidbatch.config import InferenceConfig, TaskConfig
-from vidbatch.decode import DEFAULT_FRAME_SPEC, FrameSpec
+from vidbatch.decode import FrameSpec
 from vidbatch.errors import ErrorRow
+from vidbatch.frame_plan import FrameLayout, StackSampling, job_frame_spec
+from vidbatch.frame_views import FrameGeometry
 from vidbatch.schema import RESULT_ERROR_FIELDS, result_schema
 from vidbatch.tasks import get_task
 
@@ -31,20 +34,29 @@ def pick_device(cfg: InferenceConfig) -> torch.device:
 
 def task_output_fields(tasks: list[TaskConfig]) -> list[pa.Field]:
     fields: list[pa.Field] = []
-    for t in tasks:
-        fields.extend(get_task(t.task).output_fields(t))
-    names = [f.name for f in fields]
-    if len(set(names)) != len(names):
-        raise ValueError(f"tasks produce clashing columns: {names}")
+    writer: dict[str, int] = {}
+    for i, t in enumerate(tasks):
+        new = get_task(t.task).output_fields(t)
+        clash = [f.name for f in new if f.name in writer]
+        if clash:
+            j = writer[clash[0]]
+            raise ValueError(
+                f"tasks.{i} ({t.task}) would write columns {clash} that tasks.{j} ({tasks[j].task}) already writes; "
+                "each column is written once per job, so keep one of them (classify's columns include embed's)"
+            )
+        writer.update({f.name: i for f in new})
+        fields.extend(new)
     return fields
 
 
 def frame_spec_for(tasks: list[TaskConfig]) -> FrameSpec:
-    """The one frame size every task reads (each clip is decoded once); decode-only jobs use the default."""
-    specs = {get_task(t.task).frame_spec(t) for t in tasks} or {DEFAULT_FRAME_SPEC}
-    if len(specs) > 1:
-        raise ValueError(f"tasks need different frame sizes {sorted(specs, key=str)}; a job decodes each clip once")
-    return specs.pop()
+    """The one frame geometry every task reads (each clip is decoded once; vidbatch/frame_plan.py)."""
+    return job_frame_spec([get_task(t.task).frame_spec(t) for t in tasks])
+
+
+def task_stacks(tasks: list[TaskConfig]) -> tuple[StackSampling | None, ...]:
+    """Each task's own sample times (None: it reads the job's samples)."""
+    return tuple(get_task(t.task).own_samples(t) for t in tasks)
 
 
 class ClipInferenceActor:
@@ -57,6 +69,8 @@ class ClipInferenceActor:
         self.batch_size = cfg.batch_size or DEFAULT_FORWARD_BATCH[self.device.type]
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.schema = result_schema(task_output_fields(tasks))
+        self.spec = frame_spec_for(tasks)
+        self.stacks = task_stacks(tasks)
         self.tasks = [get_task(t.task)(t, self.device, storage_options) for t in tasks]
 
     def _to_device(self, frames: np.ndarray) -> torch.Tensor:
@@ -70,12 +84,14 @@ class ClipInferenceActor:
             return torch.autocast("cuda", dtype=self.autocast_dtype)
         return contextlib.nullcontext()
 
-    def _predict(self, task: Any, frames: torch.Tensor, lengths: list[int]) -> dict[str, list]:
+    def _predict(
+        self, task: Any, frames: torch.Tensor, lengths: list[int], geometry: FrameGeometry | None = None
+    ) -> dict[str, list]:
         """Halve the forward batch on CUDA out-of-memory instead of failing the run; batch 1 OOM is systemic."""
         batch_size = self.batch_size
         while True:
             try:
-                return task.predict(frames, lengths, batch_size)
+                return task.predict(frames, lengths, batch_size, geometry=geometry)
             except torch.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -86,11 +102,21 @@ class ClipInferenceActor:
     def _infer(self, batch: Batch, rows: list[int]) -> dict[str, list]:
         """Every task's columns for the given rows of the batch."""
         lengths = batch["n_frames"][rows].tolist()
-        x = self._to_device(np.concatenate([batch["frames"][i, :n] for i, n in zip(rows, lengths)]))
+        frames = batch["frames"]
+        layout = FrameLayout.shared_from_total(frames.shape[1], self.stacks)
+        geometry = FrameGeometry(self.spec, tuple(tuple(wh) for wh in batch["source_wh"][rows].tolist()))
+        shared: torch.Tensor | None = None  # moved to the device once for every task that reads it
         columns: dict[str, list] = {}
         with self._autocast():
-            for task in self.tasks:
-                columns.update(self._predict(task, x, lengths))
+            for i, task in enumerate(self.tasks):
+                slots = layout.slots(i)
+                if slots is None:
+                    if shared is None:
+                        shared = self._to_device(np.concatenate([frames[r, :n] for r, n in zip(rows, lengths)]))
+                    columns.update(self._predict(task, shared, lengths, geometry))
+                else:
+                    own = self._to_device(np.ascontiguousarray(frames[rows, slots]).reshape(-1, *frames.shape[2:]))
+                    columns.update(self._predict(task, own, [slots.stop - slots.start] * len(rows), geometry))
         return columns
 
     def __call__(self, batch: Batch) -> pa.Table:

@@ -27,8 +27,9 @@ from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table
 from vidbatch.commits import UnitOutcome, commit, committed_run_ids, find_resumable, record_unit, stage_intent, staged_units
 from vidbatch.config import ConfigError, JobConfig, RayConfig
 from vidbatch.errors import ErrorRow, errors_table, merge_per_video
-from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_spec_for, task_output_fields
 from vidbatch.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
+from vidbatch.frame_plan import FrameLayout
+from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_spec_for, task_output_fields, task_stacks
 from vidbatch.ledger import ledger_table, read_ledger, select
 from vidbatch.listing import VideoSource, list_videos, scope_of
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
@@ -95,7 +96,8 @@ def _videos_table(
 
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
     """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
-    k = max_samples_per_clip(config.clips, config.sampling)
+    layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
+    k = layout.total  # the job's samples, then the tasks' own (decoded in the same pass)
     spec = frame_spec_for(config.tasks)
     # several blocks per CPU balance the load; one block per unit would flood the scheduler on huge archives
     blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
@@ -106,7 +108,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     ds = ds.map_batches(
         DecodeStage(
             spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
-            config.out.thumbnail_width if config.out.thumbnails else None,
+            config.out.thumbnail_width if config.out.thumbnails else None, layout,
         ),
         batch_size=1,
         **decode_args,

@@ -59,6 +59,55 @@ def head_fields() -> list[pa.Field]:
     ]
 
 
+def embed_fields(embedding_dim: int) -> list[pa.Field]:
+    """Columns added by the `embed` task: classify's `model` and `embedding`, without labels (same meaning)."""
+    return [f for f in classify_fields(embedding_dim) if f.name in ("model", "embedding")]
+
+
+LABEL_FRACTION = pa.struct([pa.field("label", pa.string()), pa.field("fraction", pa.float32())])
+MASK = pa.struct([pa.field("width", pa.int32()), pa.field("height", pa.int32()), pa.field("png", pa.binary())])
+SEGMENT_FIELDS = [
+    _f("seg_model", pa.string(), "segmentation model, as `architecture:weights`"),
+    _f(
+        "seg_class_fractions",
+        pa.list_(LABEL_FRACTION),
+        "fraction of image pixels per class (argmax), mean over sampled frames; classes present only, largest first",
+    ),
+    _f(
+        "seg_masks",
+        pa.list_(MASK),
+        "with `masks: true`: per sampled frame, the class-index mask (8-bit grayscale PNG, pixel = class index) at the "
+        "model's input size `width` x `height`, covering the whole upright source frame",
+    ),
+]
+
+DETECTION = pa.struct(
+    [pa.field("frame_index", pa.int32()), pa.field("label", pa.string()), pa.field("score", pa.float32())]
+    + [pa.field(c, pa.float32()) for c in ("x1", "y1", "x2", "y2")]
+)
+LABEL_COUNT = pa.struct([pa.field("label", pa.string()), pa.field("count", pa.int32())])
+DETECT_FIELDS = [
+    _f("det_model", pa.string(), "detection model, as `architecture:weights`"),
+    _f(
+        "det_detections",
+        pa.list_(DETECTION),
+        "detections scoring at least `score_threshold`; `frame_index` indexes `frame_times_s`; box corners in pixels "
+        "of the upright source frame (display rotation applied), origin top-left",
+    ),
+    _f("det_counts", pa.list_(LABEL_COUNT), "per class, the most detections in any one sampled frame, most first"),
+]
+
+ACTION_FIELDS = [
+    _f("action_model", pa.string(), "video classifier, as `architecture:weights`"),
+    _f(
+        "action_labels",
+        pa.list_(pa.string()),
+        "top-k Kinetics-400 classes of a contiguous frame stack centred in the clip, at the weights' documented rate",
+    ),
+    _f("action_scores", pa.list_(pa.float32()), "probabilities of `action_labels`, same order"),
+]
+
+
 RUN_FIELD = _f("run_id", pa.string(), "run that wrote the row (see runs/<run_id>.json)", False)
 
 # Carried from the decode and inference stages to the driver next to clip columns; never written to clips/.
@@ -169,6 +218,10 @@ def schema_markdown() -> str:
     return "\n\n".join(
         [
             _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280) + thumbnail_fields(True))),
+            _table_markdown("clips/ columns of the embed task (instead of classify's)", pa.schema(embed_fields(1280))),
+            _table_markdown("clips/ columns of the segment task", pa.schema(SEGMENT_FIELDS)),
+            _table_markdown("clips/ columns of the detect task", pa.schema(DETECT_FIELDS)),
+            _table_markdown("clips/ columns of the action task", pa.schema(ACTION_FIELDS)),
             _table_markdown("clips/ columns of the head task", pa.schema(head_fields())),
             _table_markdown("videos/", VIDEOS),
             _table_markdown("errors/", ERRORS),

@@ -9,6 +9,8 @@ import torchvision
 
 from vidbatch.config import TaskConfig
 from vidbatch.decode import DEFAULT_FRAME_SPEC, FrameSpec
+from vidbatch.frame_plan import StackSampling
+from vidbatch.frame_views import FrameGeometry, centre_crops
 from vidbatch.schema import classify_fields
 from vidbatch.tasks import register_task
 from vidbatch.weights import ResolvedWeights, build_torchvision_model, resolve_weights
@@ -43,12 +45,20 @@ class ImageClassifierTask:
         return _preprocessing(resolve_weights(cfg.model, cfg.weights))[0]
 
     @classmethod
-    def output_fields(cls, cfg: TaskConfig) -> list[pa.Field]:
+    def own_samples(cls, cfg: TaskConfig) -> StackSampling | None:
+        return None
+
+    @classmethod
+    def feature_dim(cls, cfg: TaskConfig) -> int:
         resolved = resolve_weights(cfg.model, cfg.weights)
         kwargs = {"num_classes": len(resolved.categories)} if resolved.categories else {}
         with torch.device("meta"):
             net = torchvision.models.get_model_builder(cfg.model)(weights=None, **kwargs)
-        return classify_fields(_last_linear(net).in_features)
+        return _last_linear(net).in_features
+
+    @classmethod
+    def output_fields(cls, cfg: TaskConfig) -> list[pa.Field]:
+        return classify_fields(cls.feature_dim(cfg))
 
     def __init__(self, cfg: TaskConfig, device: torch.device, storage_options: dict | None = None) -> None:
         self.device = device
@@ -58,7 +68,7 @@ class ImageClassifierTask:
         head = _last_linear(self.net)
         self.categories = resolved.categories or [f"class_{i}" for i in range(head.out_features)]
         self.model_name = f"{cfg.model}:{resolved.label}"
-        _, mean, std = _preprocessing(resolved)
+        self.spec, mean, std = _preprocessing(resolved)
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self._features: torch.Tensor | None = None
@@ -79,7 +89,11 @@ class ImageClassifierTask:
         return torch.cat(probs), torch.cat(feats)
 
     @torch.inference_mode()
-    def predict(self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int) -> dict[str, list]:
+    def predict(
+        self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
+    ) -> dict[str, list]:
+        if geometry is not None:
+            frames = centre_crops(frames, clip_lengths, geometry, self.spec)
         probs, feats = self.forward_frames(frames, batch_size)
         k = min(self.top_k, probs.shape[1])
         out: dict[str, list] = {"model": [], "labels": [], "scores": [], "embedding": []}

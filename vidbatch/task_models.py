@@ -1,0 +1,82 @@
+"""Models of the segment/detect/action tasks: a torchvision architecture of the task's family, or a TorchScript file.
+
+`model: torchscript` loads `weights_path` with torch.jit.load: any model whose inputs and outputs follow the
+torchvision contract of the task. A TorchScript file is code, so load only files you trust. Its class names and
+preprocessing come from `weights` when that names a torchvision weights enum in full
+(e.g. `R3D_18_Weights.KINETICS400_V1`), else classes are `class_<i>` and preprocessing is the task's default.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+from types import ModuleType
+from typing import Any
+
+import fsspec
+import torch
+import torchvision
+
+from vidbatch.config import TaskConfig
+from vidbatch.weights import ResolvedWeights, build_torchvision_model, resolve_weights
+
+TORCHSCRIPT = "torchscript"
+
+
+def check_family(cfg: TaskConfig, family: ModuleType, task: str) -> None:
+    """A `segment` task given a classifier (e.g. the default mobilenet_v2) fails here, with the valid names."""
+    if cfg.model == TORCHSCRIPT:
+        if cfg.weights_path is None:
+            raise ValueError("model torchscript needs weights_path (a file written by torch.jit.save)")
+        return
+    names = torchvision.models.list_models(module=family)
+    if cfg.model not in names:
+        raise ValueError(f"{task}: model {cfg.model!r} is not one of {names} (or {TORCHSCRIPT!r})")
+
+
+def resolve_task_weights(cfg: TaskConfig) -> ResolvedWeights:
+    if cfg.model != TORCHSCRIPT:
+        return resolve_weights(cfg.model, cfg.weights)
+    if cfg.weights is None:
+        return ResolvedWeights(None, "random")
+    try:
+        enum = torchvision.models.get_weight(cfg.weights)
+    except (KeyError, ValueError, AttributeError):
+        raise ValueError(
+            f"model torchscript: weights {cfg.weights!r} must be null or a full torchvision weights name "
+            "such as 'R3D_18_Weights.KINETICS400_V1' (it supplies class names and preprocessing)"
+        ) from None
+    return ResolvedWeights(enum, enum.name)
+
+
+def preset(cfg: TaskConfig, resolved: ResolvedWeights) -> Any | None:
+    """The weights' transforms preset; random torchvision weights use the architecture's DEFAULT preset (metadata
+    only, nothing is downloaded)."""
+    if resolved.enum is not None:
+        return resolved.enum.transforms()
+    if cfg.model == TORCHSCRIPT:
+        return None
+    return torchvision.models.get_model_weights(cfg.model).DEFAULT.transforms()
+
+
+def model_label(cfg: TaskConfig, resolved: ResolvedWeights) -> str:
+    return f"{cfg.model}:{resolved.label}"
+
+
+def load_task_model(
+    cfg: TaskConfig, resolved: ResolvedWeights, storage_options: dict[str, Any] | None = None, **kwargs: Any
+) -> torch.nn.Module:
+    """kwargs go to the torchvision builder only where it takes them (weights_backbone=None: no backbone download)."""
+    if cfg.model == TORCHSCRIPT:
+        with fsspec.open(cfg.weights_path, "rb", **(storage_options or {})) as f:
+            buffer = io.BytesIO(f.read())
+        return torch.jit.load(buffer, map_location="cpu").eval()
+    params = inspect.signature(torchvision.models.get_model_builder(cfg.model)).parameters
+    if "aux_loss" in params and resolved.enum is not None:
+        kwargs["aux_loss"] = True  # torchvision's segmentation checkpoints carry the auxiliary head
+    kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return build_torchvision_model(cfg.model, resolved, cfg.weights_path, storage_options, **kwargs)
+
+
+def categories(resolved: ResolvedWeights, n: int) -> list[str]:
+    names = resolved.categories or []
+    return names if len(names) == n else [f"class_{i}" for i in range(n)]
