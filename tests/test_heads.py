@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 import vidbatch
 from vidbatch.cli import app
-from vidbatch.outputs import table_files
 from vidbatch.config import ConfigError, load_config
 from vidbatch.heads import read_head, read_labels
+from vidbatch.outputs import table_files
 from vidbatch.query import run_query
 from vidbatch.schema import HEAD_PREDICTIONS
 

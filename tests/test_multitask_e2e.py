@@ -11,7 +11,8 @@ import pytest
 import vidbatch
 from vidbatch.config import TaskConfig
 from vidbatch.inference import task_output_fields
-from vidbatch.schema import clips_schema
+from vidbatch.outputs import table_files
+from vidbatch.schema import clips_schema, thumbnail_fields
 from videos import make_video
 
 pytestmark = pytest.mark.e2e
@@ -32,8 +33,9 @@ def test_classify_segment_detect_action_in_one_job(ray_session, mobilenet_weight
          "sampling": {"frames_per_clip": 2}, "tasks": tasks, "ray": {"progress_bars": False}}
     )
     assert summary.exit_code == 0 and summary.counts.clips == 2 and summary.counts.sampled_frames == 4
-    table = pq.read_table(out / "clips")
-    expected = clips_schema(task_output_fields([TaskConfig(**t) for t in tasks]))
+    files = table_files(str(out), "clips")
+    table = pq.read_table(files, partitioning=None)
+    expected = clips_schema(task_output_fields([TaskConfig(**t) for t in tasks]) + thumbnail_fields(True))
     assert table.schema.equals(expected, check_metadata=False)
     rows = table.to_pylist()
     for r in rows:
@@ -41,9 +43,9 @@ def test_classify_segment_detect_action_in_one_job(ray_session, mobilenet_weight
         assert sum(d["fraction"] for d in r["seg_class_fractions"]) == pytest.approx(1.0, abs=1e-4)
         assert len(r["seg_masks"]) == 2 and r["seg_masks"][0]["png"].startswith(b"\x89PNG")
         assert r["det_detections"] and all(0 <= d["x1"] <= d["x2"] <= 96.5 and 0 <= d["y2"] <= 64.5 for d in r["det_detections"])
-    glob = str(out / "clips" / "*.parquet")
-    frames = duckdb.sql(f"select count(distinct (clip_id, d.frame_index)) from read_parquet('{glob}'), "
+    glob = str(files)  # a Python list literal is a DuckDB list of paths
+    frames = duckdb.sql(f"select count(distinct (clip_id, d.frame_index)) from read_parquet({glob}), "
                         "unnest(det_detections) as u(d)").fetchall()
     assert frames == [(4,)]
-    top = duckdb.sql(f"select seg_class_fractions[1].fraction from read_parquet('{glob}')").fetchall()
+    top = duckdb.sql(f"select seg_class_fractions[1].fraction from read_parquet({glob})").fetchall()
     assert len(top) == 2 and all(0 < t <= 1 for (t,) in top)

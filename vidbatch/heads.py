@@ -72,9 +72,12 @@ class LinearHead:
         )
 
     @classmethod
-    def from_sklearn(cls, model: Any, embedding_model: str, accuracy: float | None) -> LinearHead:
-        """Two classes: scikit-learn keeps one logit z (sigmoid); softmax over (-z/2, z/2) gives the same p."""
-        coef, intercept = model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+    def from_sklearn(cls, model: Any, scaler: Any, embedding_model: str, accuracy: float | None) -> LinearHead:
+        """The scaler's (x - mean) / scale is folded into the weights, so the head stays one matrix on raw embeddings.
+        Two classes: scikit-learn keeps one logit z (sigmoid); softmax over (-z/2, z/2) gives the same p."""
+        coef = model.coef_ / scaler.scale_
+        intercept = model.intercept_ - coef @ scaler.mean_
+        coef, intercept = coef.astype(np.float32), intercept.astype(np.float32)
         if coef.shape[0] == 1:
             coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
         return cls([str(c) for c in model.classes_], embedding_model, coef, intercept, accuracy)
@@ -119,6 +122,7 @@ def train_head(
 ) -> TrainResult:
     """Fit multinomial logistic regression on the labelled clips' embeddings; accuracy on a stratified hold-out."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
     from sklearn.model_selection import train_test_split
 
     stored = load_clip_embeddings(out, [], model, storage_options)
@@ -136,9 +140,12 @@ def train_head(
     if len(ids) - n_test < len(classes):
         raise ValueError(f"labels: {len(ids)} clips are too few to train and hold out {n_test} for {len(classes)} classes")
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, stratify=y, random_state=seed)
-    fitted = LogisticRegression(max_iter=1000).fit(x_train, y_train)
-    accuracy = float(fitted.score(x_test, y_test))
-    head = LinearHead.from_sklearn(fitted, stored.model, accuracy)
+    # unit-norm embeddings give tiny logits that the default L2 penalty flattens into "always the majority class":
+    # standardise the features (folded into the linear head below) and balance the classes
+    scaler = StandardScaler().fit(x_train)
+    fitted = LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(x_train), y_train)
+    accuracy = float(fitted.score(scaler.transform(x_test), y_test))
+    head = LinearHead.from_sklearn(fitted, scaler, stored.model, accuracy)
     return TrainResult(head, len(y_train), len(y_test), accuracy)
 
 

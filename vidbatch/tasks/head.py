@@ -9,6 +9,8 @@ import torch
 
 from vidbatch.config import TaskConfig
 from vidbatch.decode import FrameSpec
+from vidbatch.frame_plan import StackSampling
+from vidbatch.frame_views import FrameGeometry
 from vidbatch.heads import LinearHead, read_head
 from vidbatch.schema import head_fields
 from vidbatch.tasks import register_task
@@ -38,12 +40,18 @@ class LinearHeadTask:
         _checked_head(cfg)
         return head_fields()
 
+    @classmethod
+    def own_samples(cls, cfg: TaskConfig) -> StackSampling | None:
+        return ImageClassifierTask.own_samples(cfg)
+
     def __init__(self, cfg: TaskConfig, device: torch.device, storage_options: dict | None = None) -> None:
         self.head = _checked_head(cfg, storage_options)
         self.backbone = ImageClassifierTask(cfg, device, storage_options)
 
-    def predict(self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int) -> dict[str, list]:
-        embeddings = np.stack(self.backbone.predict(frames, clip_lengths, batch_size)["embedding"])
+    def predict(
+        self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
+    ) -> dict[str, list]:
+        embeddings = np.stack(self.backbone.predict(frames, clip_lengths, batch_size, geometry)["embedding"])
         probs = self.head.probabilities(embeddings)
         best = probs.argmax(axis=1)
         return {
