@@ -28,7 +28,10 @@ from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_
 from vidbatch.listing import VideoSource, list_videos
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import ERRORS, VIDEOS, clips_schema, result_schema
+from vidbatch.schema import ERRORS, SHOTS, VIDEOS, clips_schema, result_schema
+from vidbatch.shots import get_detector
+from vidbatch.shots.planning import replan_with_shots
+from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
 from vidbatch.writer import TableWriter
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
@@ -138,6 +141,12 @@ def _check_capacity(config: JobConfig) -> None:
             problems.append(f"inference asks for GPUs (num_gpus={inf.num_gpus}, device={inf.device}), the cluster has {gpus:g}")
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
+    sh = config.shots
+    if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model and sh.num_actors * sh.num_cpus + dec.num_cpus > cpus:
+        problems.append(
+            f"shots.num_actors x shots.num_cpus ({sh.num_actors} x {sh.num_cpus:g}) plus decode.num_cpus ({dec.num_cpus:g}) "
+            f"need more than the Ray cluster's {cpus:g} CPUs: no shot decode task could run"
+        )
     if not problems:
         return
     if _cluster_address(config.ray):
@@ -154,6 +163,35 @@ def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVide
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
     rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
     return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
+
+
+def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) -> tuple[pa.Table, list[PreparedVideo]]:
+    """clip_mode=shots: decode each probed video once at 48x27 (Ray tasks), find its shots (in the same task, or in
+    an actor pool for a detector with a model), then re-plan its clips to follow them on the driver.
+
+    Returns the shots/ table and the re-planned videos; a video whose shot stage failed carries the error instead.
+    """
+    videos = [p for p in prepared if p.info is not None and p.error is None]
+    results: list[dict[str, Any]] = []
+    if videos:
+        sh = config.shots
+        items = [{"video_json": json.dumps({"uri": p.source.uri, "video_id": p.source.video_id})} for p in videos]
+        decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(
+            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20
+        )
+        if get_detector(sh.detector).needs_model:
+            gpus = sh.num_gpus
+            if gpus is None:
+                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and sh.device != "cpu" else 0.0
+            ds = ds.map_batches(
+                ShotModelActor, fn_constructor_kwargs={"shots": sh}, batch_size=1,
+                compute=ActorPoolStrategy(size=sh.num_actors), num_cpus=sh.num_cpus, num_gpus=gpus, batch_format="numpy",
+            )
+        results = ds.drop_columns(["frames"]).take_all()
+    return replan_with_shots(
+        prepared, results, config.clips, config.sampling, config.decode.unit_seconds, config.shots.detector, run_id
+    )
 
 
 class _ClipSink:
@@ -216,6 +254,11 @@ def _run(config: JobConfig, summary: RunSummary, started: float) -> None:
 
     sources, list_errors, ignored = list_videos(config.inputs, config.input, so)
     prepared = _prepare(config, sources)
+    if config.clips.clip_mode == "shots":
+        shots, prepared = detect_shots(config, prepared, run_id)
+        shot_writer = TableWriter(f"{out}/shots", SHOTS, run_id, config.out.rows_per_file, so)
+        shot_writer.add(shots)
+        summary.files["shots"] = shot_writer.close()
     sink = _ClipSink(TableWriter(f"{out}/clips", clips_schema(task_fields), run_id, config.out.rows_per_file, so), run_id)
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     if units:

@@ -94,6 +94,20 @@ ERRORS = pa.schema(
     ]
 )
 
+SHOTS = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("shot_index", pa.int32(), "0-based position of the shot in its video", False),
+        _f("start_s", pa.float64(), "first frame of the shot, seconds from the video's first frame (start_frame / fps)", False),
+        _f("end_s", pa.float64(), "end of the shot's last frame ((end_frame + 1) / fps, at most the duration)", False),
+        _f("start_frame", pa.int64(), "index of the shot's first frame in presentation order", False),
+        _f("end_frame", pa.int64(), "index of the shot's last frame (inclusive); transnetv2 leaves transition frames out of both shots", False),
+        _f("boundary_score", pa.float32(), "score of the boundary that opens the shot: transnetv2 probability, content HSV difference; null for the first shot"),
+        _f("detector", pa.string(), "shot detector from the registry (`transnetv2`, `content`)", False),
+        RUN_FIELD,
+    ]
+)
+
 
 def _type_name(t: pa.DataType) -> str:
     if pa.types.is_fixed_size_list(t):
@@ -116,5 +130,6 @@ def schema_markdown() -> str:
             _table_markdown("clips/ (with the classify task)", clips_schema(classify_fields(1280))),
             _table_markdown("videos/", VIDEOS),
             _table_markdown("errors/", ERRORS),
+            _table_markdown("shots/ (with clips.clip_mode: shots)", SHOTS),
         ]
     )
