@@ -1,11 +1,12 @@
 """Clips that follow shots: merge of short shots, split of long ones, and the driver-side re-plan (no Ray)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
-
 from test_clips import info
+
 from vidbatch.clips import plan_work_units
 from vidbatch.config import ClipConfig, SamplingConfig
 from vidbatch.errors import ErrorRow
@@ -77,7 +78,7 @@ def test_bounds_hold_for_any_shot_layout(min_s, max_s):
         duration = frames / 25
         windows = shot_windows(shots_at(*starts, frames=frames), 25, duration, min_s, max_s)
         assert windows[0][0] == 0 and abs(windows[-1][1] - duration) < 1e-9
-        assert all(abs(a[1] - b[0]) < 1e-9 for a, b in zip(windows, windows[1:]))  # contiguous shots: full cover
+        assert all(abs(a[1] - b[0]) < 1e-9 for a, b in itertools.pairwise(windows))  # contiguous shots: full cover
         assert all(b - a <= max_s + 1e-9 for a, b in windows)
         if duration >= min_s:
             assert all(b - a >= min_s - 1e-9 for a, b in windows)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from videos import cross_fade, make_video, panning_shot
+
 from vidbatch.errors import DecodeError
 from vidbatch.shots import DETECTORS, Shot, get_detector, merge_short_shots
 from vidbatch.shots.lowres import decode_lowres
@@ -122,3 +122,42 @@ def test_registry():
     assert set(DETECTORS) >= {"transnetv2", "content"}
     with pytest.raises(KeyError, match="unknown shot detector"):
         get_detector("nope")
+
+
+def test_decode_stage_runs_a_model_free_detector_in_the_task(cut_video: Path, tmp_path: Path):
+    import json
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.shots.stages import ShotDecodeStage
+
+    stage = ShotDecodeStage(ShotsConfig(detector="content"))
+    row = stage({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
+    assert row["frames"] == b"" and row["error_json"] == "" and row["n_frames"] == N_FRAMES
+    assert [s["start_frame"] for s in json.loads(row["shots_json"])] == [0, *CUTS]
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(100))
+    row = stage({"video_json": json.dumps({"uri": str(bad), "video_id": "b"})})
+    error = json.loads(row["error_json"])
+    assert error["stage"] == "decode" and error["video_id"] == "b" and row["shots_json"] == ""
+
+
+def test_model_stage_isolates_a_failing_video(cut_video: Path):
+    import json
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
+
+    threads = torch.get_num_threads()
+    try:
+        cfg = ShotsConfig(detector="transnetv2", batch_size=4, device="cpu", num_cpus=threads)
+        row = ShotDecodeStage(cfg)({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
+        assert len(row["frames"]) == N_FRAMES * 27 * 48 * 3 and row["shots_json"] == ""
+        broken = {**row, "video_json": json.dumps({"uri": "x.mp4", "video_id": "x"}), "n_frames": N_FRAMES + 1}
+        batch = {k: np.array([row[k], broken[k]], dtype=object) for k in row}
+        out = ShotModelActor(cfg)(batch)
+    finally:
+        torch.set_num_threads(threads)
+    assert [s["start_frame"] for s in json.loads(out["shots_json"][0])][:3] == [0, *CUTS]
+    assert json.loads(out["error_json"][1])["stage"] == "infer" and out["shots_json"][1] == ""
+    assert list(out["frames"]) == [b"", b""]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-import vidbatch
 from test_shots import CUTS, FPS, N_FRAMES, shot_footage
 from videos import make_video
+
+import vidbatch
 from vidbatch.schema import SHOTS
 
 pytestmark = pytest.mark.e2e
