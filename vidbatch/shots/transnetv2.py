@@ -21,6 +21,7 @@ import torch
 from vidbatch.shots import Shot, ShotDetector, merge_short_shots, register_detector
 
 WINDOW, STEP, CONTEXT = 100, 50, 25
+DEFAULT_BATCH = {"cuda": 16, "cpu": 1}  # windows per forward; on CPU one window stays in cache (benchmarks/README.md)
 
 
 @contextlib.contextmanager
@@ -65,11 +66,11 @@ class TransNetV2Detector(ShotDetector):
     default_min_shot_frames = 1  # the reference keeps every predicted shot
     needs_model = True
 
-    def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None, batch_size: int = 8,
-                 device: str = "auto") -> None:
+    def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None,
+                 batch_size: int | None = None, device: str = "auto") -> None:
         super().__init__(threshold, min_shot_frames)
-        self.batch_size = batch_size
         self.device = resolve_device(device)
+        self.batch_size = batch_size or DEFAULT_BATCH[self.device.type]
         self.model = load_transnetv2(self.device)
 
     def _to_device(self, windows: np.ndarray) -> torch.Tensor:
