@@ -35,3 +35,16 @@ def test_sample_fps_frame_axis_uses_the_longest_shot_clip():
     assert max_samples_per_clip(cfg.clips, cfg.sampling) == 24
     with pytest.raises(ConfigError, match=r"clips\.max_clip_seconds gives 1200 frames"):
         load_config(sets=["sampling.sample_fps=100", "clips.clip_mode=shots", "clips.max_clip_seconds=12"])
+
+
+def test_a_shot_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_session):
+    from vidbatch.pipeline import _check_capacity
+
+    cpus = int(ray_session.cluster_resources()["CPU"])
+    cfg = load_config(sets=["clips.clip_mode=shots", f"shots.num_actors={cpus}", "tasks=[]"])
+    with pytest.raises(ConfigError, match=r"shots\.num_actors x shots\.num_cpus"):
+        _check_capacity(cfg)
+    with pytest.raises(ConfigError, match=r"shots asks for GPUs"):
+        gpus = int(ray_session.cluster_resources().get("GPU", 0))
+        _check_capacity(load_config(sets=["clips.clip_mode=shots", f"shots.num_gpus={gpus + 1}", "tasks=[]"]))
+    _check_capacity(load_config(sets=["clips.clip_mode=shots", f"shots.num_actors={cpus}", "shots.detector=content", "tasks=[]"]))

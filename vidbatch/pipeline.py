@@ -147,6 +147,8 @@ def _check_capacity(config: JobConfig) -> None:
             f"shots.num_actors x shots.num_cpus ({sh.num_actors} x {sh.num_cpus:g}) plus decode.num_cpus ({dec.num_cpus:g}) "
             f"need more than the Ray cluster's {cpus:g} CPUs: no shot decode task could run"
         )
+    if config.clips.clip_mode == "shots" and ((sh.num_gpus or 0) * sh.num_actors > gpus or (sh.device == "cuda" and gpus == 0)):
+        problems.append(f"shots asks for GPUs (num_gpus={sh.num_gpus}, device={sh.device}), the cluster has {gpus:g}")
     if not problems:
         return
     if _cluster_address(config.ray):
