@@ -33,7 +33,7 @@ class ShotDetector(ABC):
     default_min_shot_frames: ClassVar[int]
     needs_model: ClassVar[bool]  # True: runs in an actor pool (GPU when present); False: inside the decode task
 
-    def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None, **_: Any) -> None:
+    def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None) -> None:
         self.threshold = self.default_threshold if threshold is None else threshold
         self.min_shot_frames = self.default_min_shot_frames if min_shot_frames is None else min_shot_frames
 

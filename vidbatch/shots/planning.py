@@ -74,10 +74,10 @@ def replan_with_shots(
     rows: list[dict[str, Any]] = []
     updated = []
     for p in prepared:
-        result = by_video.get(p.source.video_id)
-        if p.info is None or p.error is not None or result is None:
+        if p.info is None or p.error is not None:
             updated.append(p)
             continue
+        result = by_video[p.source.video_id]  # every probed video went through the shot stage
         if result["error_json"]:
             updated.append(replace(p, units=(), error=ErrorRow(**json.loads(result["error_json"]))))
             continue

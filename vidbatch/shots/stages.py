@@ -21,9 +21,9 @@ from vidbatch.shots.transnetv2 import resolve_device
 
 
 def build_detector(cfg: ShotsConfig) -> ShotDetector:
-    return get_detector(cfg.detector)(
-        threshold=cfg.threshold, min_shot_frames=cfg.min_shot_frames, batch_size=cfg.batch_size, device=cfg.device
-    )
+    cls = get_detector(cfg.detector)
+    model_args = {"batch_size": cfg.batch_size, "device": cfg.device} if cls.needs_model else {}
+    return cls(threshold=cfg.threshold, min_shot_frames=cfg.min_shot_frames, **model_args)
 
 
 def _row(video: dict[str, Any], n_frames: int = 0, frames: bytes = b"", shots: list | None = None,
