@@ -61,3 +61,18 @@ def make_video(
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def panning_shot(seed: int, n: int, width: int = 160, height: int = 96) -> list[np.ndarray]:
+    """n frames of one 'shot': a smooth random colour field panning one pixel per frame (content that moves a
+    little between frames, as camera footage does, and differs completely from another seed's)."""
+    from PIL import Image
+
+    grid = np.random.default_rng(seed).integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    field = np.asarray(Image.fromarray(grid).resize((width + n, height), Image.BILINEAR))
+    return [np.ascontiguousarray(field[:, i : i + width]) for i in range(n)]
+
+
+def cross_fade(a: np.ndarray, b: np.ndarray, n: int) -> list[np.ndarray]:
+    """n frames blending from a to b (exclusive of both ends)."""
+    return [((1 - t) * a.astype(np.float32) + t * b.astype(np.float32)).astype(np.uint8) for t in np.linspace(0, 1, n + 2)[1:-1]]

@@ -34,7 +34,7 @@ def max_samples_per_clip(clip_cfg: ClipConfig, sampling: SamplingConfig) -> int:
     """K: the fixed frame axis every clip is padded to, so all blocks share one tensor shape."""
     if sampling.sample_fps is None:
         return sampling.frames_per_clip or 1
-    return max(1, math.ceil(clip_cfg.clip_seconds * sampling.sample_fps - EPS))
+    return max(1, math.ceil(clip_cfg.longest_clip_seconds * sampling.sample_fps - EPS))
 
 
 _DEFAULTS = {pa.string(): "", pa.int32(): -1, pa.float64(): 0.0}

@@ -99,10 +99,17 @@ def sample_frame_indices(frames: range, sampling: SamplingConfig, fps: float, sp
 
 
 def plan_clips(info: VideoInfo, fingerprint: str, clip_cfg: ClipConfig, sampling: SamplingConfig) -> list[ClipPlan]:
+    return plans_for_windows(info, fingerprint, clip_windows(info.duration_s, clip_cfg), sampling)
+
+
+def plans_for_windows(
+    info: VideoInfo, fingerprint: str, windows: list[tuple[float, float]], sampling: SamplingConfig
+) -> list[ClipPlan]:
+    """Clip plans for time windows (fixed ones or shots): samples on the frame grid, ids from the time range."""
     grid_frames = math.ceil(info.duration_s * info.fps - EPS)
     total_frames = min(info.frame_count, grid_frames) if info.frame_count else grid_frames
     plans = []
-    for start_s, end_s in clip_windows(info.duration_s, clip_cfg):
+    for start_s, end_s in windows:
         indices = sample_frame_indices(
             _frame_range(start_s, end_s, info.fps, total_frames), sampling, info.fps, end_s - start_s
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 
@@ -32,10 +32,33 @@ class ClipConfig(StrictModel):
         description="What to do with a final window shorter than clip_seconds: keep it short, drop it, or pad it back to a full window ending at the video end.",
     )
     min_last_clip_seconds: float = Field(0.5, ge=0, description="With last_clip=keep, a short last clip below this length is dropped, unless it is the video's only clip.")
+    clip_mode: Literal["fixed", "shots"] = Field(
+        "fixed", description="fixed: windows of clip_seconds; shots: clips follow the shots found by the `shots` detector."
+    )
+    min_clip_seconds: float = Field(
+        1.0, ge=0, description="clip_mode=shots: a shorter shot is merged into a neighbour (unless the video is shorter)."
+    )
+    max_clip_seconds: float = Field(
+        10.0, gt=0, description="clip_mode=shots: a longer shot is split into equal windows of at most this length."
+    )
 
     @property
     def stride(self) -> float:
         return self.stride_seconds or self.clip_seconds
+
+    @property
+    def longest_clip_seconds(self) -> float:
+        return self.max_clip_seconds if self.clip_mode == "shots" else self.clip_seconds
+
+    @model_validator(mode="after")
+    def _shot_bounds(self) -> ClipConfig:
+        # equal windows of a shot split at max are longer than max/2, so they can never fall below min
+        if self.min_clip_seconds > self.max_clip_seconds / 2:
+            raise ValueError(
+                f"min_clip_seconds ({self.min_clip_seconds:g}) must be at most half of max_clip_seconds "
+                f"({self.max_clip_seconds:g}), so that split shots never make clips shorter than the minimum"
+            )
+        return self
 
 
 class SamplingConfig(StrictModel):
@@ -103,6 +126,40 @@ class InferenceConfig(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast dtype on CUDA; CPU always runs fp32.")
 
 
+class ShotsConfig(StrictModel):
+    detector: str = Field("transnetv2", description="Name in the shot detector registry (vidbatch/shots/).")
+    threshold: float | None = Field(None, description="Boundary threshold; default per detector (transnetv2 0.5, content 27).")
+    min_shot_frames: int | None = Field(
+        None, ge=1, description="A boundary closer than this to the previous one is dropped; default per detector (1, 15)."
+    )
+    batch_size: int | None = Field(
+        None, gt=0, description="transnetv2: 100-frame windows per forward pass; default 1 on CPU (larger batches were "
+        "slower: benchmarks/README.md), 16 on CUDA."
+    )
+    num_actors: int = Field(1, gt=0, description="transnetv2: model actors in the pool.")
+    num_cpus: float = Field(1.0, gt=0, description="transnetv2: Ray CPUs per actor (also its torch threads on CPU).")
+    num_gpus: float | None = Field(None, ge=0, description="transnetv2: GPUs per actor; default 1 when the cluster has GPUs.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("detector")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from vidbatch.shots import DETECTORS
+
+        if name not in DETECTORS:
+            raise ValueError(f"unknown shot detector {name!r}; known: {sorted(DETECTORS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _threshold_in_range(self) -> ShotsConfig:
+        from vidbatch.shots import get_detector
+
+        low, high = get_detector(self.detector).threshold_bounds
+        if self.threshold is not None and not low < self.threshold < high:
+            raise ValueError(f"threshold {self.threshold:g} is outside ({low:g}, {high:g}) for detector {self.detector}")
+        return self
+
+
 class RayConfig(StrictModel):
     address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for an embedded local Ray.")
@@ -145,6 +202,7 @@ class JobConfig(StrictModel):
     decode: DecodeConfig = DecodeConfig()
     tasks: list[TaskConfig] = Field(default_factory=lambda: [TaskConfig()], description="Empty list: decode only.")
     inference: InferenceConfig = InferenceConfig()
+    shots: ShotsConfig = ShotsConfig()
     ray: RayConfig = RayConfig()
     out: OutputConfig = OutputConfig()
     retry: RetryConfig = RetryConfig()
@@ -176,7 +234,8 @@ class JobConfig(StrictModel):
         samples = max_samples_per_clip(self.clips, self.sampling)
         if samples > MAX_SAMPLES_PER_CLIP:
             raise ValueError(
-                f"sampling.sample_fps x clips.clip_seconds gives {samples} frames per clip; the limit is {MAX_SAMPLES_PER_CLIP}"
+                f"sampling.sample_fps x clips.{'max_clip_seconds' if self.clips.clip_mode == 'shots' else 'clip_seconds'} "
+                f"gives {samples} frames per clip; the limit is {MAX_SAMPLES_PER_CLIP}"
             )
         return self
 

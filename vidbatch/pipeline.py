@@ -34,7 +34,10 @@ from vidbatch.ledger import ledger_table, read_ledger, select
 from vidbatch.listing import VideoSource, list_videos, scope_of
 from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
 from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import VIDEOS, clips_schema, result_schema, thumbnail_fields
+from vidbatch.schema import SHOTS, VIDEOS, clips_schema, result_schema, thumbnail_fields
+from vidbatch.shots import get_detector
+from vidbatch.shots.planning import replan_with_shots
+from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
 from vidbatch.storage import OutputStore
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
@@ -149,6 +152,14 @@ def _check_capacity(config: JobConfig) -> None:
             problems.append(f"inference asks for GPUs (num_gpus={inf.num_gpus}, device={inf.device}), the cluster has {gpus:g}")
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
+    sh = config.shots
+    if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model and sh.num_actors * sh.num_cpus + dec.num_cpus > cpus:
+        problems.append(
+            f"shots.num_actors x shots.num_cpus ({sh.num_actors} x {sh.num_cpus:g}) plus decode.num_cpus ({dec.num_cpus:g}) "
+            f"need more than the Ray cluster's {cpus:g} CPUs: no shot decode task could run"
+        )
+    if config.clips.clip_mode == "shots" and ((sh.num_gpus or 0) * sh.num_actors > gpus or (sh.device == "cuda" and gpus == 0)):
+        problems.append(f"shots asks for GPUs (num_gpus={sh.num_gpus}, device={sh.device}), the cluster has {gpus:g}")
     if not problems:
         return
     if _cluster_address(config.ray):
@@ -169,6 +180,35 @@ def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVide
     return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
 
 
+def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) -> tuple[pa.Table, list[PreparedVideo]]:
+    """clip_mode=shots: decode each probed video once at 48x27 (Ray tasks), find its shots (in the same task, or in
+    an actor pool for a detector with a model), then re-plan its clips to follow them on the driver.
+
+    Returns the shots/ table and the re-planned videos; a video whose shot stage failed carries the error instead.
+    """
+    videos = [p for p in prepared if p.info is not None and p.error is None]
+    results: list[dict[str, Any]] = []
+    if videos:
+        sh = config.shots
+        items = [{"video_json": json.dumps({"uri": p.source.uri, "video_id": p.source.video_id})} for p in videos]
+        decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(
+            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20
+        )
+        if get_detector(sh.detector).needs_model:
+            gpus = sh.num_gpus
+            if gpus is None:
+                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and sh.device != "cpu" else 0.0
+            ds = ds.map_batches(
+                ShotModelActor, fn_constructor_kwargs={"shots": sh}, batch_size=1,
+                compute=ActorPoolStrategy(size=sh.num_actors), num_cpus=sh.num_cpus, num_gpus=gpus, batch_format="numpy",
+            )
+        results = ds.drop_columns(["frames"]).take_all()
+    return replan_with_shots(
+        prepared, results, config.clips, config.sampling, config.decode.unit_seconds, config.shots.detector, run_id
+    )
+
+
 @dataclass(frozen=True)
 class _UnitTarget:
     key: str
@@ -186,6 +226,19 @@ def _unit_targets(prepared: list[PreparedVideo], pipeline: str, dt: str) -> dict
             file = f"clips/dt={dt}/pipeline={pipeline}/part-{u.video_id}-{u.unit_index:05d}-{key[:8]}.parquet"
             targets[key] = _UnitTarget(key, u.video_id, file, {c.clip_id: c.clip_index for c in u.clips})
     return targets
+
+
+def _write_shots(
+    store: OutputStore, shots: pa.Table, prepared: list[PreparedVideo], pipeline: str, dt: str
+) -> dict[str, str]:
+    """One shots file per video, named like its clip files, so re-processing the video replaces it (see ledger)."""
+    fingerprints = {p.source.video_id: p.source.fingerprint for p in prepared}
+    files = {}
+    for video_id in sorted(set(shots["video_id"].to_pylist())):
+        rows = shots.filter(pc.equal(shots["video_id"], video_id)).sort_by("shot_index")
+        name = f"shots/dt={dt}/pipeline={pipeline}/part-{video_id}-{fingerprints[video_id][:8]}.parquet"
+        files[video_id] = store.write_parquet(name, rows.cast(SHOTS))
+    return files
 
 
 class _UnitSink:
@@ -301,6 +354,10 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     scope = None if list_errors else scope_of(config.inputs, config.input, so)
     selection = select(sources, previous, pipeline, config.incremental, scope)
     prepared = _prepare(config, [s for s, _ in selection.process])
+    shot_files: dict[str, str] = {}
+    if config.clips.clip_mode == "shots":
+        shots, prepared = detect_shots(config, prepared, run_id)
+        shot_files = _write_shots(store, shots, prepared, pipeline, dt)
 
     targets = _unit_targets(prepared, pipeline, dt)
     clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
@@ -327,6 +384,8 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
         clip_counts[o.video_id] += o.clips
         if o.file:
             files.setdefault(o.video_id, []).append(o.file)
+    for video_id, file in shot_files.items():
+        files.setdefault(video_id, []).append(file)
 
     now = datetime.now(UTC).isoformat()
     processed = [
@@ -335,6 +394,8 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     ]
     ledger = ledger_table(processed, selection.deleted, previous, pipeline, config.incremental, run_id, now)
     tables = {"clips": sorted(o.file for o in outcomes.values() if o.file)}
+    if shot_files:
+        tables["shots"] = sorted(shot_files.values())
     for name, table in [
         ("videos", _videos_table(prepared, list_errors, clip_counts, failed_ids, run_id)),
         ("errors", errors_table(errors, run_id)),

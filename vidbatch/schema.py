@@ -163,6 +163,20 @@ ERRORS = pa.schema(
     ]
 )
 
+SHOTS = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("shot_index", pa.int32(), "0-based position of the shot in its video", False),
+        _f("start_s", pa.float64(), "first frame of the shot, seconds from the video's first frame (start_frame / fps)", False),
+        _f("end_s", pa.float64(), "end of the shot's last frame ((end_frame + 1) / fps, at most the duration)", False),
+        _f("start_frame", pa.int64(), "index of the shot's first frame in presentation order", False),
+        _f("end_frame", pa.int64(), "index of the shot's last frame (inclusive); transnetv2 leaves transition frames out of both shots", False),
+        _f("boundary_score", pa.float32(), "score of the boundary that opens the shot: transnetv2 probability, content HSV difference; null for the first shot"),
+        _f("detector", pa.string(), "shot detector from the registry (`transnetv2`, `content`)", False),
+        RUN_FIELD,
+    ]
+)
+
 
 LEDGER = pa.schema(
     [
@@ -175,7 +189,7 @@ LEDGER = pa.schema(
         _f("status", pa.string(), "`ok`, `failed`, `quarantined` (failed `incremental.quarantine_after` runs in a row; skipped until it changes) or `deleted` (no longer listed)", False),
         _f("reason", pa.string(), "why this run touched it: new | changed | retry | backfill | rerun | deleted", False),
         _f("consecutive_failures", pa.int32(), "runs in a row that failed on this version of the video", False),
-        _f("files", pa.list_(pa.string()), "committed clips files holding this video's rows (relative to the output root)"),
+        _f("files", pa.list_(pa.string()), "committed clips (and shots) files holding this video's rows, relative to the output root; replaced when it is processed again"),
         _f("updated_at", pa.string(), "UTC time of the run's commit (ISO 8601)", False),
         RUN_FIELD,
     ]
@@ -227,5 +241,6 @@ def schema_markdown() -> str:
             _table_markdown("errors/", ERRORS),
             _table_markdown("ledger/ (one row per video each time a run touches it; the latest row is its state)", LEDGER),
             _table_markdown("head_predictions/ (`vidbatch apply-head`)", HEAD_PREDICTIONS),
+            _table_markdown("shots/ (with clips.clip_mode: shots)", SHOTS),
         ]
     )
