@@ -10,6 +10,7 @@ from test_shots import CUTS, FPS, N_FRAMES, shot_footage
 from videos import make_video
 
 import vidbatch
+from vidbatch.outputs import table_files
 from vidbatch.schema import SHOTS
 
 pytestmark = pytest.mark.e2e
@@ -31,14 +32,14 @@ def test_clips_follow_the_detected_shots(detector, ray_session, tmp_path: Path):
     )
     assert summary.exit_code == 0, summary.error
 
-    shots = pq.read_table(out / "shots")
+    shots = pq.read_table(table_files(str(out), "shots"), partitioning=None)
     assert shots.schema.equals(SHOTS, check_metadata=False)
     assert set(shots["detector"].to_pylist()) == {detector}
     assert shots["start_frame"].to_pylist()[:3] == [0, *CUTS]
     assert shots["shot_index"].to_pylist() == list(range(shots.num_rows))
     assert shots["end_frame"].to_pylist()[-1] == N_FRAMES - 1
 
-    clips = sorted(pq.read_table(out / "clips").to_pylist(), key=lambda r: r["start_s"])
+    clips = sorted(pq.read_table(table_files(str(out), "clips"), partitioning=None).to_pylist(), key=lambda r: r["start_s"])
     starts, ends = [c["start_s"] for c in clips], [c["end_s"] for c in clips]
     for cut in CUTS:
         t = cut / FPS
