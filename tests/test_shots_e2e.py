@@ -50,3 +50,32 @@ def test_clips_follow_the_detected_shots(detector, ray_session, tmp_path: Path):
 
     manifest = json.loads((out / "runs" / f"{summary.run_id}.json").read_text())
     assert manifest["files"]["shots"] and manifest["counts"]["clips"] == len(clips)
+
+
+def test_a_changed_video_replaces_its_shots(ray_session, tmp_path: Path):
+    """Shots files follow the video like its clip files: an incremental run over a changed file shows only the new
+    version's shots, and an unchanged file keeps its own."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    make_video(archive / "cuts.mp4", fps=FPS, width=160, height=96, frames=shot_footage())
+    make_video(archive / "still.mp4", fps=FPS, width=160, height=96, frames=shot_footage()[: CUTS[0]])
+    cfg = {
+        "inputs": [str(archive)], "output": str(out), "tasks": [], "sampling": {"frames_per_clip": 2},
+        "clips": {"clip_mode": "shots", "min_clip_seconds": 0.5, "max_clip_seconds": 1.0},
+        "shots": {"detector": "content"}, "incremental": {"enabled": True},
+    }
+
+    def shots_per_video() -> dict[str, int]:
+        rows = pq.read_table(table_files(str(out), "shots"), partitioning=None).to_pylist()
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["video_id"]] = counts.get(r["video_id"], 0) + 1
+        return counts
+
+    vidbatch.run(cfg)
+    before = shots_per_video()
+    assert sorted(before.values()) == [1, len(CUTS) + 1]
+    make_video(archive / "cuts.mp4", fps=FPS, width=160, height=96, frames=shot_footage()[: CUTS[1]])  # one cut left
+    summary = vidbatch.run(cfg)
+    assert (summary.counts.changed, summary.counts.skipped) == (1, 1)
+    assert sorted(shots_per_video().values()) == [1, 2]
