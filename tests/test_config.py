@@ -101,3 +101,9 @@ def test_invalid_yaml_in_set_exits_2(tmp_path: Path):
 def test_weights_of_another_model_are_refused():
     with pytest.raises(ConfigError, match="resnet18 has no weights 'MobileNet_V2_Weights.IMAGENET1K_V1'"):
         load_config(sets=["tasks.0.model=resnet18", "tasks.0.weights=MobileNet_V2_Weights.IMAGENET1K_V1"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_validate(path: Path):
+    """Every shipped example config stays valid as the config grows."""
+    load_config(path)
