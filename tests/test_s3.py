@@ -53,10 +53,17 @@ def job(inputs: str, output: str, weights: str, options: dict | None = None) -> 
     }
 
 
-def test_s3_in_s3_out_equals_local(ray_session, s3_endpoint, bucket, video_dir: Path, mobilenet_weights: str, tmp_path: Path):
+@pytest.fixture(scope="module")
+def s3_run(ray_session, s3_endpoint, bucket, mobilenet_weights: str):
+    """The job from s3:// to s3:// with the checkpoint on S3 too, without faults."""
     _, options = s3_endpoint
     bucket.put_file(mobilenet_weights, "vb-test/models/mobilenet_v2.pth")
-    remote = vidbatch.run(job("s3://vb-test/archive/", "s3://vb-test/out", "s3://vb-test/models/mobilenet_v2.pth", options))
+    return vidbatch.run(job("s3://vb-test/archive/", "s3://vb-test/out", "s3://vb-test/models/mobilenet_v2.pth", options))
+
+
+def test_s3_in_s3_out_equals_local(s3_run, s3_endpoint, bucket, video_dir: Path, mobilenet_weights: str, tmp_path: Path):
+    _, options = s3_endpoint
+    remote = s3_run
     local = vidbatch.run(job(str(video_dir), str(tmp_path / "out"), mobilenet_weights))
     assert remote.counts.clips == local.counts.clips == 10
     assert (remote.counts.ok, remote.counts.failed) == (local.counts.ok, local.counts.failed) == (3, 1)
@@ -67,7 +74,7 @@ def test_s3_in_s3_out_equals_local(ray_session, s3_endpoint, bucket, video_dir: 
     assert bucket.ls("vb-test/out/_commits")
 
 
-def test_transient_faults_are_retried(ray_session, s3_endpoint, bucket, mobilenet_weights: str):
+def test_transient_faults_are_retried(s3_run, s3_endpoint, bucket, mobilenet_weights: str):
     url, options = s3_endpoint
     proxy = FaultProxy(int(url.rsplit(":", 1)[1]), every=7)
     try:
