@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from vidbatch.config import TaskConfig
-from vidbatch.frame_views import FrameGeometry, centre_crops
+from vidbatch.frame_views import FrameGeometry
 from vidbatch.schema import embed_fields
 from vidbatch.tasks import register_task
 from vidbatch.tasks.classify import ImageClassifierTask
@@ -21,12 +21,9 @@ class ImageEmbeddingTask(ImageClassifierTask):
     def output_fields(cls, cfg: TaskConfig) -> list[pa.Field]:
         return embed_fields(cls.feature_dim(cfg))
 
-    @torch.inference_mode()
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
-        if geometry is not None:
-            frames = centre_crops(frames, clip_lengths, geometry, self.spec)
-        _, feats = self.forward_frames(frames, batch_size)
-        embeddings = [torch.nn.functional.normalize(f.mean(dim=0), dim=0).cpu().numpy() for f in feats.split(clip_lengths)]
-        return {"model": [self.model_name] * len(clip_lengths), "embedding": embeddings}
+        """classify's forward pass (the same features); only the embedding columns are kept."""
+        out = super().predict(frames, clip_lengths, batch_size, geometry)
+        return {"model": out["model"], "embedding": out["embedding"]}
