@@ -11,6 +11,7 @@ import pytest
 
 import vidbatch
 from vidbatch.outputs import table_files
+from vidbatch.query import run_query
 from videos import make_video
 
 pytestmark = pytest.mark.e2e
@@ -82,6 +83,10 @@ def test_nightly_lifecycle(ray_session, tmp_path: Path):
     assert s.counts.changed == 1
     a_rows = [r for r in rows(out, "clips") if r["video_uri"].endswith("a.mp4")]
     assert len(a_rows) == 4 and {len(r["frame_times_s"]) for r in a_rows} == {3}
+    latest = run_query(str(out), "SELECT regexp_extract(video_uri, '[^/]+$') AS name, status FROM ledger "
+                       "QUALIFY row_number() OVER (PARTITION BY video_uri ORDER BY updated_at DESC) = 1 ORDER BY name")
+    assert latest.to_pylist() == [{"name": "a.mp4", "status": "ok"}, {"name": "b.mp4", "status": "deleted"},
+                                  {"name": "bad.mp4", "status": "quarantined"}]
     a_files = [f for f in table_files(str(out), "clips") if a_rows[0]["video_id"] in f]
     assert a_files and all(f"/pipeline={s.pipeline}/" in f for f in a_files)
 

@@ -13,7 +13,7 @@ from vidbatch.outputs import table_dataset
 
 @dataclass(frozen=True)
 class ClipEmbeddings:
-    clips: pa.Table  # one row per clip id, in matrix order
+    clips: pa.Table  # one row per clip, in matrix order
     matrix: np.ndarray  # (N, D) float32, L2-normalised rows
     model: str  # clips.model that produced them
 
@@ -28,14 +28,15 @@ def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def load_clip_embeddings(
     out: str, columns: list[str], model: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> ClipEmbeddings:
-    """Clips with an embedding (latest row per clip_id when runs overlap), of one embedding model.
+    """Clips with an embedding, of one embedding model. The committed view holds each clip once (a re-processed
+    video's older files are replaced in the same commit), so no de-duplication is needed here.
 
     Raises ValueError when there are none, or when several models wrote embeddings and `model` does not pick one.
     """
     ds = table_dataset(out, "clips", storage_options)
     if ds is None or "embedding" not in ds.schema.names:
         raise ValueError(f"{out}: no clips with embeddings (run the job with the classify task)")
-    wanted = list(dict.fromkeys(["clip_id", "model", "embedding", "run_id", *columns]))
+    wanted = list(dict.fromkeys(["clip_id", "model", "embedding", *columns]))
     table = ds.to_table(columns=[c for c in wanted if c in ds.schema.names], filter=pc.field("embedding").is_valid())
     models = sorted(set(table["model"].to_pylist()))
     if model is not None:
@@ -46,10 +47,4 @@ def load_clip_embeddings(
         raise ValueError(f"{out}: clips hold embeddings of several models {models}; choose one with --model")
     if table.num_rows == 0:
         raise ValueError(f"{out}: no clips with embeddings (run the job with the classify task)")
-    # a re-run writes the same clip_id again: keep the newest row (run ids sort by start time)
-    table = table.sort_by([("clip_id", "ascending"), ("run_id", "descending")])
-    ids = table["clip_id"].to_numpy(zero_copy_only=False)
-    first = np.ones(len(ids), dtype=bool)
-    first[1:] = ids[1:] != ids[:-1]
-    table = table.filter(pa.array(first))
     return ClipEmbeddings(table, embedding_matrix(table["embedding"]), models[0] if model is None else model)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from vidbatch.outputs import run_manifests, table_dataset
 
-TABLES = ("clips", "videos", "errors", "shots", "head_predictions")
+TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions")
 FORMATS = ("table", "csv", "json", "parquet")
 
 

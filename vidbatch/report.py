@@ -79,12 +79,14 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
 
     counts: dict[str, Any] = {"inputs": 0, "ok": 0, "failed": 0, "clips": 0, "errors": 0}
     if video_cols:
+        # videos/ logs every run that touched a video: its latest row is its state
+        con.sql("CREATE TEMP VIEW current_videos AS SELECT * FROM videos QUALIFY row_number() OVER "
+                "(PARTITION BY video_id ORDER BY run_id DESC) = 1")
         counts["inputs"], counts["ok"], counts["failed"] = con.sql(
-            "SELECT count(DISTINCT video_id), count(DISTINCT video_id) FILTER (status = 'ok'),"
-            " count(DISTINCT video_id) FILTER (status = 'failed') FROM videos"
+            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed') FROM current_videos"
         ).fetchall()[0]
     if clip_cols:
-        counts["clips"] = con.sql("SELECT count(DISTINCT clip_id) FROM clips").fetchall()[0][0]
+        counts["clips"] = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]  # committed: each clip once
     errors_by_type: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     if error_cols:
@@ -103,12 +105,12 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
     timelines: dict[str, VideoTimeline] = {}
     if video_cols:
         duration = "duration_s" if "duration_s" in video_cols else "NULL"
-        for v in _rows(con, f"SELECT video_id, video_uri, {duration} AS duration_s, status FROM videos ORDER BY video_uri"):
+        for v in _rows(con, f"SELECT video_id, video_uri, {duration} AS duration_s, status FROM current_videos ORDER BY video_uri"):
             timelines[v["video_id"]] = VideoTimeline(v["video_id"], v["video_uri"], v["duration_s"] or 0.0, v["status"])
     if clip_cols:
         extra = [c for c in ("labels", "scores", "thumbnail") if c in clip_cols]
         select = ", ".join(["video_id", "video_uri", "clip_id", "start_s", "end_s", *extra])
-        for c in _rows(con, f"SELECT DISTINCT ON (clip_id) {select} FROM clips ORDER BY clip_id, run_id DESC"):
+        for c in _rows(con, f"SELECT {select} FROM clips"):
             tl = timelines.setdefault(c["video_id"], VideoTimeline(c["video_id"], c["video_uri"], 0.0, "ok"))
             tl.clips.append(
                 {
