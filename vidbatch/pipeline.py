@@ -245,13 +245,16 @@ class _UnitSink:
     """Driver side of the stream: rows gathered per work unit; a finished unit is written and marked at once,
     so a killed run loses at most the units in flight."""
 
-    def __init__(self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, _UnitTarget]):
+    def __init__(
+        self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, _UnitTarget], staged: set[str]
+    ):
+        """staged: units a killed attempt of this run already finished; they are neither expected nor written."""
         self.store, self.run_id, self.schema = store, run_id, schema
         self.targets = targets
         self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
-        self.pending = {k: set(t.clip_index) for k, t in targets.items()}
-        self.rows: dict[str, list[pa.Table]] = {k: [] for k in targets}
-        self.errors: dict[str, list[ErrorRow]] = {k: [] for k in targets}
+        self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
+        self.rows: dict[str, list[pa.Table]] = {k: [] for k in self.pending}
+        self.errors: dict[str, list[ErrorRow]] = {k: [] for k in self.pending}
         self.outcomes: dict[str, UnitOutcome] = {}
 
     def add(self, table: pa.Table) -> None:
@@ -361,10 +364,8 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
 
     targets = _unit_targets(prepared, pipeline, dt)
     clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
-    sink = _UnitSink(store, run_id, clips_schema(clip_fields), targets)
     done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
-    for k in done:
-        sink.pending.pop(k)
+    sink = _UnitSink(store, run_id, clips_schema(clip_fields), targets, set(done))
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
