@@ -188,7 +188,7 @@ def ffmpeg_version() -> str | None:
 
 def vidbatch_config(paths: list[Path], out: str, base: dict[str, Any], sets: list[str]):
     """Base config (a dict) plus the user's --set overrides, through vidbatch's own loader."""
-    from vidbatch.config import load_config
+    from vidbatch.job import load_config
 
     data = {**base, "inputs": [str(p) for p in paths], "output": out}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:

@@ -42,19 +42,21 @@ from decode_throughput import ensure_videos  # noqa: E402
 from ray.data import ActorPoolStrategy  # noqa: E402
 
 import vidbatch  # noqa: E402
-from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table  # noqa: E402
-from vidbatch.config import JobConfig, validate_config  # noqa: E402
-from vidbatch.frame_plan import FrameLayout  # noqa: E402
-from vidbatch.inference import (  # noqa: E402
+from vidbatch.config import JobConfig  # noqa: E402
+from vidbatch.core.schema import result_schema  # noqa: E402
+from vidbatch.decode.decode_stage import DecodeStage, result_table  # noqa: E402
+from vidbatch.infer.actor import (  # noqa: E402
     FRAMES_PER_ACTOR_CALL,
     ClipInferenceActor,
     frame_spec_for,
     task_output_fields,
     task_stacks,
 )
-from vidbatch.listing import list_videos  # noqa: E402
-from vidbatch.prepare import PrepareStage  # noqa: E402
-from vidbatch.schema import result_schema  # noqa: E402
+from vidbatch.job import validate_config
+from vidbatch.plan.clips import max_samples_per_clip
+from vidbatch.plan.frame_plan import FrameLayout  # noqa: E402
+from vidbatch.plan.listing import list_videos  # noqa: E402
+from vidbatch.plan.prepare import PrepareStage  # noqa: E402
 
 
 class OneTaskActor:

@@ -9,7 +9,7 @@ queries after one untimed warm-up query; the lines run in turn for each query (i
 the machine's load hits all of them alike:
 
   full-sort  the baseline: one matrix-vector product over all rows, then a full argsort
-  vidbatch   vidbatch.search.top_k: the product in blocks of --block-rows, argpartition per block, merged
+  vidbatch   vidbatch.read.search.top_k: the product in blocks of --block-rows, argpartition per block, merged
   product    the matrix-vector product alone: one pass over the embeddings, the floor for any exact search
 
 The ratio printed is full-sort / vidbatch (above 1: vidbatch is faster). All lines see the same file and
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from vidbatch.embeddings import embedding_matrix
-from vidbatch.search import BLOCK_ROWS, top_k
+from vidbatch.read.embeddings import embedding_matrix
+from vidbatch.read.search import BLOCK_ROWS, top_k
 
 WRITE_BLOCK = 50_000
 

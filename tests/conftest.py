@@ -67,8 +67,9 @@ def kinds_output(ray_session, mobilenet_weights: str, tmp_path_factory: pytest.T
 
     Returns (output dir, archive dir, {file name: kind}, run summary).
     """
-    import vidbatch
     from kinds import make_kind_archive
+
+    import vidbatch
 
     archive = tmp_path_factory.mktemp("kinds")
     kinds = make_kind_archive(archive)

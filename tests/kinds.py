@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from videos import make_video
 
 KINDS = ("stripes", "gradient")

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from vidbatch.config import TaskConfig
-from vidbatch.decode import frame_to_array
-from vidbatch.inference import frame_spec_for, task_output_fields
-from vidbatch.tasks import TASKS, get_task
+from vidbatch.decode.decoder import frame_to_array
+from vidbatch.infer.tasks import TASKS, frame_spec_for, get_task, task_output_fields
 
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from vidbatch.clips import clip_windows, plan_clips, plan_work_units
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.probe import VideoInfo
+from vidbatch.plan.clips import clip_windows, plan_clips, plan_work_units
+from vidbatch.plan.probe import VideoInfo
 
 
 def info(duration: float, fps: float = 10.0, frames: int | None = None) -> VideoInfo:
@@ -93,7 +93,7 @@ def test_a_clip_longer_than_a_unit_is_its_own_unit():
 @pytest.mark.parametrize("clip_seconds", [0.21, 1.0, 2.5])
 @pytest.mark.parametrize("last_clip", ["keep", "pad"])
 def test_samples_never_exceed_the_padded_frame_axis(sample_fps, clip_seconds, last_clip):
-    from vidbatch.batches import max_samples_per_clip
+    from vidbatch.plan.clips import max_samples_per_clip
 
     cfg, sampling = ClipConfig(clip_seconds=clip_seconds, last_clip=last_clip, min_last_clip_seconds=0), SamplingConfig(sample_fps=sample_fps)
     k = max_samples_per_clip(cfg, sampling)

@@ -7,11 +7,18 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from vidbatch.commits import UnitOutcome, commit, find_resumable, record_unit, stage_intent, staged_units
 from vidbatch.config import RetryConfig
-from vidbatch.outputs import live_files, table_files
-from vidbatch.retry import call, is_transient
-from vidbatch.storage import OutputStore
+from vidbatch.core.retry import call, is_transient
+from vidbatch.core.storage import OutputStore
+from vidbatch.store.commits import (
+    UnitOutcome,
+    commit,
+    find_resumable,
+    record_unit,
+    stage_intent,
+    staged_units,
+)
+from vidbatch.store.committed import live_files, table_files
 
 
 def test_parquet_writes_are_atomic_and_deterministic(tmp_path: Path):

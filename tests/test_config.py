@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
-from vidbatch.config import ConfigError, load_config
+from vidbatch.config import ConfigError
+from vidbatch.job import load_config
 
 
 def test_defaults_are_valid():
@@ -80,7 +81,7 @@ def test_models_and_weights_are_resolved_up_front(setting: str, message: str, tm
 
 
 def test_sample_fps_survives_revalidation_of_a_config_object():
-    from vidbatch.config import validate_config
+    from vidbatch.job import validate_config
 
     cfg = load_config(sets=["sampling.sample_fps=4"])
     assert validate_config(cfg).sampling.sample_fps == 4

@@ -4,13 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from videos import index_frame, make_video, read_index
-from vidbatch.clips import plan_clips, plan_work_units
+
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.decode import DecodeStats, FrameSpec, decode_unit, frame_to_array
-from vidbatch.errors import DecodeError
-from vidbatch.probe import probe_video
+from vidbatch.core.errors import DecodeError
+from vidbatch.decode.decoder import DecodeStats, decode_unit, frame_to_array
+from vidbatch.plan.clips import plan_clips, plan_work_units
+from vidbatch.plan.frame_plan import FrameSpec
+from vidbatch.plan.probe import probe_video
 
 SPEC = FrameSpec(resize_short=120, crop=112)
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 import vidbatch
 from vidbatch.cli import app
 from vidbatch.config import TaskConfig
-from vidbatch.decode import frame_to_array
-from vidbatch.outputs import table_files
-from vidbatch.schema import ERRORS, VIDEOS
-from vidbatch.tasks import get_task
+from vidbatch.core.schema import ERRORS, VIDEOS
+from vidbatch.decode.decoder import frame_to_array
+from vidbatch.infer.tasks import get_task
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from vidbatch.errors import ErrorRow, merge_per_video
+from vidbatch.core.errors import ErrorRow, merge_per_video
 
 
 def test_one_row_per_video_named_by_its_earliest_failure():

@@ -7,13 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from vidbatch.batches import DecodeStage
-from vidbatch.clips import ClipPlan, WorkUnit
-from vidbatch.decode import DecodeStats, FrameSpec, decode_unit
-from vidbatch.frame_plan import FrameLayout, StackSampling, job_frame_spec, stack_from_docs
-from vidbatch.frame_views import FrameGeometry, centre_crops
 from videos import make_video, read_index
+
+from vidbatch.decode.decode_stage import DecodeStage
+from vidbatch.decode.decoder import DecodeStats, decode_unit
+from vidbatch.infer.frame_views import FrameGeometry, centre_crops
+from vidbatch.plan.clips import ClipPlan, WorkUnit
+from vidbatch.plan.frame_plan import (
+    FrameLayout,
+    FrameSpec,
+    StackSampling,
+    job_frame_spec,
+    stack_from_docs,
+)
 
 CROP = FrameSpec(resize_short=256, crop=224)
 

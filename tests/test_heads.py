@@ -10,11 +10,13 @@ from typer.testing import CliRunner
 
 import vidbatch
 from vidbatch.cli import app
-from vidbatch.config import ConfigError, load_config
-from vidbatch.heads import read_head, read_labels
-from vidbatch.outputs import table_files
-from vidbatch.query import run_query
-from vidbatch.schema import HEAD_PREDICTIONS
+from vidbatch.config import ConfigError
+from vidbatch.core.schema import HEAD_PREDICTIONS
+from vidbatch.infer.linear_head import read_head
+from vidbatch.job import load_config
+from vidbatch.read.heads import read_labels
+from vidbatch.read.query import run_query
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from videos import make_video
 
 import vidbatch
-from vidbatch.outputs import table_files
-from vidbatch.query import run_query
-from videos import make_video
+from vidbatch.read.query import run_query
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def rows(out: Path, table: str) -> list[dict]:
     return pq.read_table(files, partitioning=None).to_pylist() if files else []
 
 
-def nightly(archive: Path, out: Path, **extra) -> vidbatch.manifest.RunSummary:
+def nightly(archive: Path, out: Path, **extra) -> vidbatch.store.manifest.RunSummary:
     cfg = {"inputs": [str(archive)], "output": str(out), "tasks": [], "clips": {"clip_seconds": 1.0},
            "sampling": {"frames_per_clip": 2}, "incremental": {"enabled": True, "quarantine_after": 3}}
     for key, value in extra.items():

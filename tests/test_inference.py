@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from vidbatch.batches import frames_batch
 from vidbatch.config import InferenceConfig, TaskConfig
-from vidbatch.decode import FrameSpec
-from vidbatch.inference import ClipInferenceActor
+from vidbatch.decode.decode_stage import frames_batch
+from vidbatch.infer.actor import ClipInferenceActor
+from vidbatch.plan.frame_plan import FrameSpec
 
 SPEC = FrameSpec(resize_short=256, crop=224)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from s3server import free_port
-from vidbatch.outputs import table_files
+
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[1]

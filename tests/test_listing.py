@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidbatch.config import InputConfig
-from vidbatch.listing import list_videos
+from vidbatch.plan.listing import list_videos
 
 
 def names(sources):

@@ -7,13 +7,13 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from videos import make_video
 
 import vidbatch
 from vidbatch.config import TaskConfig
-from vidbatch.inference import task_output_fields
-from vidbatch.outputs import table_files
-from vidbatch.schema import clips_schema, thumbnail_fields
-from videos import make_video
+from vidbatch.core.schema import clips_schema, thumbnail_fields
+from vidbatch.infer.tasks import task_output_fields
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import av
 import pytest
-
 from videos import make_video
-from vidbatch.errors import DecodeError
-from vidbatch.probe import probe_video
+
+from vidbatch.core.errors import DecodeError
+from vidbatch.plan.probe import probe_video
 
 
 def test_probe_reads_metadata(tmp_path: Path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vidbatch.query import run_query
+from vidbatch.read.query import run_query
 
 pytestmark = pytest.mark.e2e
 

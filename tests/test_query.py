@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
-from vidbatch.outputs import run_manifests, table_files
-from vidbatch.query import run_query
+from vidbatch.read.query import run_query
+from vidbatch.store.committed import run_manifests, table_files
 
 pytestmark = pytest.mark.e2e
 

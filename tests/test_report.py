@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
-from vidbatch.commits import commit
-from vidbatch.storage import OutputStore
-from vidbatch.report import gather, render_report
+from vidbatch.core.storage import OutputStore
+from vidbatch.read.report import gather, render_report
+from vidbatch.store.commits import commit
 
 pytestmark = pytest.mark.e2e
 

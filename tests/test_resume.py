@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from videos import make_video
 
 import vidbatch
-from vidbatch.outputs import table_files
-from videos import make_video
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 

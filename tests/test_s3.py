@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import s3fs
+from s3server import FaultProxy
 
 import vidbatch
-from vidbatch.outputs import open_fs, table_files
-from s3server import FaultProxy
+from vidbatch.store.committed import open_fs, table_files
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidbatch.schema import schema_markdown
+from vidbatch.core.schema import schema_markdown
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -14,13 +14,13 @@ def test_readme_schema_section_is_generated_from_the_code():
 
 
 def test_manifest_config_never_holds_secrets():
-    from vidbatch.config import load_config
-    from vidbatch.pipeline import _recorded_config
+    from vidbatch.job import load_config
+    from vidbatch.store.manifest import recorded_config
 
     cfg = load_config(overrides={"storage_options": {
         "key": "AKIA123", "endpoint_url": "http://127.0.0.1:9000",
         "client_kwargs": {"aws_secret_access_key": "s3cr3t", "region_name": "eu-west-1"},
     }})
-    recorded = _recorded_config(cfg)["storage_options"]
+    recorded = recorded_config(cfg)["storage_options"]
     assert "AKIA123" not in str(recorded) and "s3cr3t" not in str(recorded)
     assert recorded["endpoint_url"] == "http://127.0.0.1:9000" and recorded["client_kwargs"]["region_name"] == "eu-west-1"

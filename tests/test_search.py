@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
-from vidbatch.query import run_query
-from vidbatch.search import SearchQuery, search, top_k
+from vidbatch.read.query import run_query
+from vidbatch.read.search import SearchQuery, search, top_k
 
 
 def test_top_k_in_blocks_equals_a_full_sort():

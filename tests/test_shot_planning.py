@@ -7,12 +7,12 @@ import json
 import pytest
 from test_clips import info
 
-from vidbatch.clips import plan_work_units
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.errors import ErrorRow
-from vidbatch.listing import VideoSource
-from vidbatch.prepare import PreparedVideo
-from vidbatch.schema import SHOTS
+from vidbatch.core.errors import ErrorRow
+from vidbatch.core.schema import SHOTS
+from vidbatch.plan.clips import plan_work_units
+from vidbatch.plan.listing import VideoSource
+from vidbatch.plan.prepare import PreparedVideo
 from vidbatch.shots import Shot
 from vidbatch.shots.planning import plan_shot_clips, replan_with_shots, shot_windows
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from videos import cross_fade, make_video, panning_shot
 
-from vidbatch.errors import DecodeError
+from vidbatch.core.errors import DecodeError
 from vidbatch.shots import DETECTORS, Shot, get_detector, merge_short_shots
 from vidbatch.shots.lowres import decode_lowres
-from vidbatch.shots.transnetv2 import padded_windows
+from vidbatch.shots.transnetv2_detector import padded_windows
 
 FPS = 25
 CUTS = (30, 55)  # first frames of shots 2 and 3

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from vidbatch.batches import max_samples_per_clip
-from vidbatch.config import ConfigError, load_config
+from vidbatch.config import ConfigError
+from vidbatch.job import load_config
+from vidbatch.plan.clips import max_samples_per_clip
 
 
 def test_defaults_keep_fixed_clips_and_transnetv2():

@@ -10,8 +10,8 @@ from test_shots import CUTS, FPS, N_FRAMES, shot_footage
 from videos import make_video
 
 import vidbatch
-from vidbatch.outputs import table_files
-from vidbatch.schema import SHOTS
+from vidbatch.core.schema import SHOTS
+from vidbatch.store.committed import table_files
 
 pytestmark = pytest.mark.e2e
 

@@ -11,14 +11,15 @@ import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
-
-from vidbatch.batches import DecodeStage, frames_batch
-from vidbatch.clips import ClipPlan, WorkUnit
-from vidbatch.config import ConfigError, InferenceConfig, TaskConfig, validate_config
-from vidbatch.decode import FrameSpec
-from vidbatch.frame_plan import FrameLayout
-from vidbatch.inference import ClipInferenceActor, frame_spec_for, task_output_fields, task_stacks
 from videos import make_video
+
+from vidbatch.config import ConfigError, InferenceConfig, TaskConfig
+from vidbatch.decode.decode_stage import DecodeStage, frames_batch
+from vidbatch.infer.actor import ClipInferenceActor
+from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
+from vidbatch.job import validate_config
+from vidbatch.plan.clips import ClipPlan, WorkUnit
+from vidbatch.plan.frame_plan import FrameLayout, FrameSpec
 
 W, H = 96, 64
 SQUARE = (48, 16, 80, 48)  # x1, y1, x2, y2 of the red square in source pixels

@@ -9,15 +9,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-
 from videos import make_video, read_index
-from vidbatch.batches import DecodeStage, result_table
-from vidbatch.clips import plan_clips, plan_work_units
+
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.decode import FrameSpec, decode_unit
-from vidbatch.probe import probe_video
-from vidbatch.schema import clips_schema, result_schema, thumbnail_fields
-from vidbatch.thumbnails import thumbnail_size
+from vidbatch.core.schema import clips_schema, result_schema, thumbnail_fields
+from vidbatch.decode.decode_stage import DecodeStage, result_table
+from vidbatch.decode.decoder import decode_unit
+from vidbatch.decode.thumbnails import thumbnail_size
+from vidbatch.plan.clips import plan_clips, plan_work_units
+from vidbatch.plan.frame_plan import FrameSpec
+from vidbatch.plan.probe import probe_video
 
 SPEC = FrameSpec(resize_short=120, crop=112)
 

@@ -7,12 +7,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from vidbatch.config import JobConfig
-    from vidbatch.manifest import RunSummary
+    from vidbatch.store.manifest import RunSummary
 
 
 def run(config: JobConfig | dict[str, Any]) -> RunSummary:
     """Python API: validate the config, run the job (embedded local Ray unless an address is set), return its summary."""
-    from vidbatch.config import validate_config
+    from vidbatch.job import validate_config
     from vidbatch.pipeline import run as run_pipeline
 
     return run_pipeline(validate_config(config))

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from vidbatch.config import ConfigError, load_config
-from vidbatch.manifest import EXIT_USAGE, RunSummary
+from vidbatch.config import ConfigError
+from vidbatch.job import load_config, require_inputs_and_output
+from vidbatch.store.manifest import EXIT_USAGE, RunSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -64,10 +65,7 @@ def run_command(
                 "out.show": show, "incremental.enabled": (incremental or backfill) or None, "incremental.backfill": backfill or None,
             },
         )
-        if not cfg.output:
-            raise ConfigError("output: required (-o/--output or `output:` in the config)")
-        if not cfg.inputs:
-            raise ConfigError("inputs: required (ARCHIVE arguments or `inputs:` in the config)")
+        require_inputs_and_output(cfg)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -97,7 +95,7 @@ def run_command(
 @app.command("schema")
 def schema_command() -> None:
     """Print the output tables' schema (the README section is generated from this)."""
-    from vidbatch.schema import schema_markdown
+    from vidbatch.core.schema import schema_markdown
 
     typer.echo(schema_markdown())
 
@@ -138,7 +136,7 @@ def query_command(
     """Run SQL (DuckDB) over the committed output tables."""
     import duckdb
 
-    from vidbatch import query
+    from vidbatch.read import query
 
     if format_ not in query.FORMATS:
         raise _fail(f"--format {format_!r}: choose one of {', '.join(query.FORMATS)}")
@@ -174,7 +172,7 @@ def search_command(
     """Nearest clips by cosine similarity of their stored embeddings."""
     import json
 
-    from vidbatch.search import SearchQuery, search
+    from vidbatch.read.search import SearchQuery, search
 
     if format_ not in ("table", "json"):
         raise _fail(f"--format {format_!r}: choose table or json")
@@ -200,7 +198,7 @@ def report_command(
     storage_option: StorageOptions = None,
 ) -> None:
     """Write one self-contained HTML page: counts, runs, top labels, per-video timelines with thumbnails, errors."""
-    from vidbatch.report import render_report
+    from vidbatch.read.report import render_report
 
     output.write_text(render_report(out, _storage_options(storage_option), max_clips), encoding="utf-8")
     typer.echo(f"report written to {output}")
@@ -217,7 +215,8 @@ def train_head_command(
     storage_option: StorageOptions = None,
 ) -> None:
     """Train a logistic-regression head on stored embeddings of labelled clips."""
-    from vidbatch.heads import read_labels, train_head, write_head
+    from vidbatch.infer.linear_head import write_head
+    from vidbatch.read.heads import read_labels, train_head
 
     so = _storage_options(storage_option)
     try:
@@ -239,7 +238,7 @@ def apply_head_command(
     storage_option: StorageOptions = None,
 ) -> None:
     """Predict every stored clip with a head into head_predictions/ (no video is decoded)."""
-    from vidbatch.heads import apply_head
+    from vidbatch.read.heads import apply_head
 
     try:
         rows, files = apply_head(out, head, _storage_options(storage_option))

@@ -1,14 +1,14 @@
-"""One typed job configuration, validated once at the edge (CLI, Python API, job entrypoints).
+"""One typed job configuration: pydantic models only, importing nothing of vidbatch, so every layer may use it.
+
+Checks that need the task or detector registries, or storage, run in `vidbatch.job` after these models validate.
 
 Stages never see this object whole: the pipeline hands each one only the sub-config it uses.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 
@@ -141,24 +141,6 @@ class ShotsConfig(StrictModel):
     num_gpus: float | None = Field(None, ge=0, description="transnetv2: GPUs per actor; default 1 when the cluster has GPUs.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @field_validator("detector")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        from vidbatch.shots import DETECTORS
-
-        if name not in DETECTORS:
-            raise ValueError(f"unknown shot detector {name!r}; known: {sorted(DETECTORS)}")
-        return name
-
-    @model_validator(mode="after")
-    def _threshold_in_range(self) -> ShotsConfig:
-        from vidbatch.shots import get_detector
-
-        low, high = get_detector(self.detector).threshold_bounds
-        if self.threshold is not None and not low < self.threshold < high:
-            raise ValueError(f"threshold {self.threshold:g} is outside ({low:g}, {high:g}) for detector {self.detector}")
-        return self
-
 
 class RayConfig(StrictModel):
     address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
@@ -209,105 +191,6 @@ class JobConfig(StrictModel):
     incremental: IncrementalConfig = IncrementalConfig()
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
 
-    @model_validator(mode="after")
-    def _tasks_resolve(self) -> JobConfig:
-        """Fail before anything runs: unknown task, model or weights name, a missing checkpoint, tasks writing the same column."""
-        from fsspec.core import url_to_fs
-
-        from vidbatch.batches import MAX_SAMPLES_PER_CLIP, max_samples_per_clip
-        from vidbatch.inference import frame_spec_for, task_output_fields
-        from vidbatch.tasks import TASKS
-
-        for i, t in enumerate(self.tasks):
-            if t.task not in TASKS:
-                raise ValueError(f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}")
-            try:
-                task_output_fields([t])
-            except (ValueError, KeyError) as e:
-                raise ValueError(f"tasks.{i}: {e}") from None
-            if t.weights_path is not None:
-                fs, path = url_to_fs(t.weights_path, **self.storage_options)
-                if not fs.exists(path):
-                    raise ValueError(f"tasks.{i}.weights_path: {t.weights_path} does not exist")
-        task_output_fields(self.tasks)
-        frame_spec_for(self.tasks)
-        samples = max_samples_per_clip(self.clips, self.sampling)
-        if samples > MAX_SAMPLES_PER_CLIP:
-            raise ValueError(
-                f"sampling.sample_fps x clips.{'max_clip_seconds' if self.clips.clip_mode == 'shots' else 'clip_seconds'} "
-                f"gives {samples} frames per clip; the limit is {MAX_SAMPLES_PER_CLIP}"
-            )
-        return self
-
 
 class ConfigError(ValueError):
     """A configuration problem, worded for the user (field path first)."""
-
-
-def _format_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid config:\n  " + "\n  ".join(lines)
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Apply one `a.b.0.c=value` override onto nested dicts and lists."""
-    keys = dotted.split(".")
-    node: Any = data
-    for key, nxt in zip(keys, keys[1:] + [None]):
-        if isinstance(node, list):
-            if not key.isdigit():
-                raise ConfigError(f"{dotted}: {key!r} is not a list index")
-            idx = int(key)
-            node.extend({} for _ in range(idx + 1 - len(node)))
-            slot: Any = idx
-        else:
-            slot = key
-        if nxt is None:
-            node[slot] = value
-        else:
-            if not isinstance(node[slot] if isinstance(node, list) else node.get(slot), (dict, list)):
-                node[slot] = [] if nxt.isdigit() else {}
-            node = node[slot]
-
-
-def load_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
-) -> JobConfig:
-    """Build a JobConfig from an optional YAML file, then dotted `--set k=v` strings, then explicit overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as e:
-            raise ConfigError(f"config file {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path}: not valid YAML: {e}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: top level must be a mapping")
-        data = loaded or {}
-    for item in sets or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
-        _set_path(data, key.strip(), value)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(data, key, value)
-    return validate_config(data)
-
-
-def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
-    if isinstance(data, JobConfig):
-        data = data.model_dump()
-    try:
-        return JobConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(e)) from None

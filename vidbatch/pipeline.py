@@ -7,40 +7,57 @@ decoded frames exist only between the decode tasks and the actors.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from vidbatch.batches import DecodeStage, max_samples_per_clip, result_table
-from vidbatch.commits import UnitOutcome, commit, committed_run_ids, find_resumable, record_unit, stage_intent, staged_units
 from vidbatch.config import ConfigError, JobConfig, RayConfig
-from vidbatch.errors import ErrorRow, errors_table, merge_per_video
-from vidbatch.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
-from vidbatch.frame_plan import FrameLayout
-from vidbatch.inference import FRAMES_PER_ACTOR_CALL, ClipInferenceActor, frame_spec_for, task_output_fields, task_stacks
-from vidbatch.ledger import ledger_table, read_ledger, select
-from vidbatch.listing import VideoSource, list_videos, scope_of
-from vidbatch.manifest import EXIT_CRASH, RunCounts, RunSummary, new_run_id, status_for
-from vidbatch.prepare import PrepareStage, PreparedVideo
-from vidbatch.schema import SHOTS, VIDEOS, clips_schema, result_schema, thumbnail_fields
+from vidbatch.core.errors import ErrorRow, errors_table, merge_per_video
+from vidbatch.core.schema import (
+    clips_schema,
+    result_schema,
+    thumbnail_fields,
+)
+from vidbatch.core.storage import OutputStore
+from vidbatch.decode.decode_stage import DecodeStage, result_table
+from vidbatch.infer.actor import FRAMES_PER_ACTOR_CALL, ClipInferenceActor
+from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
+from vidbatch.job import require_inputs_and_output
+from vidbatch.plan.clips import max_samples_per_clip
+from vidbatch.plan.frame_plan import FrameLayout
+from vidbatch.plan.listing import VideoSource, list_videos, scope_of
+from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.shots import get_detector
 from vidbatch.shots.planning import replan_with_shots
 from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
-from vidbatch.storage import OutputStore
-
-SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
+from vidbatch.store.commits import (
+    commit,
+    committed_run_ids,
+    find_resumable,
+    stage_intent,
+    staged_units,
+)
+from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
+from vidbatch.store.ledger import ledger_table, read_ledger, select
+from vidbatch.store.manifest import (
+    EXIT_CRASH,
+    RunCounts,
+    RunSummary,
+    new_run_id,
+    recorded_config,
+    status_for,
+)
+from vidbatch.store.sink import UnitSink, unit_targets
+from vidbatch.store.tables import videos_table, write_shots
 
 
 def _cluster_address(cfg: RayConfig) -> str | None:
@@ -57,44 +74,6 @@ def ensure_ray(cfg: RayConfig) -> None:
     else:
         # "local": always a fresh embedded instance, never a `ray start` cluster that happens to run here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
-
-
-def _redact(value: Any) -> Any:
-    """Secret-looking keys at any depth (e.g. client_kwargs.aws_secret_access_key) are replaced by ***."""
-    if isinstance(value, dict):
-        return {k: "***" if any(h in str(k).lower() for h in SECRET_HINTS) else _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
-
-
-def _recorded_config(config: JobConfig) -> dict[str, Any]:
-    """The config as recorded in the manifest: storage credentials never leave the process."""
-    data = config.model_dump(mode="json")
-    data["storage_options"] = _redact(data["storage_options"])
-    return data
-
-
-def _videos_table(
-    prepared: list[PreparedVideo], list_errors: list[ErrorRow], clip_counts: Counter, failed_ids: set[str], run_id: str
-) -> pa.Table:
-    """One row per input, including inputs that could not even be listed (no metadata, status failed)."""
-    rows = [
-        {"video_id": e.video_id, "video_uri": e.uri, "status": "failed", "clip_count": 0, "run_id": run_id}
-        for e in list_errors
-    ]
-    for p in prepared:
-        vid = p.source.video_id
-        info = p.info.to_dict() if p.info else {}
-        rows.append(
-            {
-                "video_id": vid, "video_uri": p.source.uri, "fingerprint": p.source.fingerprint,
-                "size_bytes": p.source.size, "version": p.source.version,
-                "status": "failed" if vid in failed_ids else "ok", "clip_count": clip_counts.get(vid, 0),
-                **{k: info[k] for k in VIDEOS.names if k in info}, "run_id": run_id,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=VIDEOS)
 
 
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
@@ -209,92 +188,6 @@ def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) 
     )
 
 
-@dataclass(frozen=True)
-class _UnitTarget:
-    key: str
-    video_id: str
-    file: str  # deterministic clips file, relative to the output root
-    clip_index: dict[str, int]  # clip_id -> clip_index, the clips the unit must account for
-
-
-def _unit_targets(prepared: list[PreparedVideo], pipeline: str, dt: str) -> dict[str, _UnitTarget]:
-    """Each work unit's key and file name, from the video's content fingerprint, the unit and the pipeline."""
-    targets = {}
-    for p in prepared:
-        for u in p.units:
-            key = hashlib.sha1(f"{p.source.fingerprint}|{u.unit_index}|{pipeline}".encode()).hexdigest()[:20]
-            file = f"clips/dt={dt}/pipeline={pipeline}/part-{u.video_id}-{u.unit_index:05d}-{key[:8]}.parquet"
-            targets[key] = _UnitTarget(key, u.video_id, file, {c.clip_id: c.clip_index for c in u.clips})
-    return targets
-
-
-def _write_shots(
-    store: OutputStore, shots: pa.Table, prepared: list[PreparedVideo], pipeline: str, dt: str
-) -> dict[str, str]:
-    """One shots file per video, named like its clip files, so re-processing the video replaces it (see ledger)."""
-    fingerprints = {p.source.video_id: p.source.fingerprint for p in prepared}
-    files = {}
-    for video_id in sorted(set(shots["video_id"].to_pylist())):
-        rows = shots.filter(pc.equal(shots["video_id"], video_id)).sort_by("shot_index")
-        name = f"shots/dt={dt}/pipeline={pipeline}/part-{video_id}-{fingerprints[video_id][:8]}.parquet"
-        files[video_id] = store.write_parquet(name, rows.cast(SHOTS))
-    return files
-
-
-class _UnitSink:
-    """Driver side of the stream: rows gathered per work unit; a finished unit is written and marked at once,
-    so a killed run loses at most the units in flight."""
-
-    def __init__(
-        self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, _UnitTarget], staged: set[str]
-    ):
-        """staged: units a killed attempt of this run already finished; they are neither expected nor written."""
-        self.store, self.run_id, self.schema = store, run_id, schema
-        self.targets = targets
-        self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
-        self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
-        self.rows: dict[str, list[pa.Table]] = {k: [] for k in self.pending}
-        self.errors: dict[str, list[ErrorRow]] = {k: [] for k in self.pending}
-        self.outcomes: dict[str, UnitOutcome] = {}
-
-    def add(self, table: pa.Table) -> None:
-        keys = [self.unit_of[c] for c in table["clip_id"].to_pylist()]
-        for key in dict.fromkeys(keys):
-            part = table.filter(pa.array([k == key for k in keys]))
-            self._add_unit_rows(key, part)
-
-    def _add_unit_rows(self, key: str, part: pa.Table) -> None:
-        target, pending = self.targets[key], self.pending[key]
-        good = part.filter(pc.is_null(part["error_stage"]))
-        self.rows[key].append(good)
-        pending.difference_update(good["clip_id"].to_pylist())
-        for row in part.filter(pc.is_valid(part["error_stage"])).to_pylist():
-            self.errors[key].append(ErrorRow.from_result_row(row))
-            if row["error_stage"] == "decode":  # the unit's decoder stopped: every later clip is lost with it
-                pending.difference_update(c for c, i in target.clip_index.items() if i >= row["clip_index"])
-            else:
-                pending.discard(row["clip_id"])
-        if not pending:
-            self._finish(target)
-
-    def _finish(self, target: _UnitTarget) -> None:
-        table = pa.concat_tables(self.rows.pop(target.key)).sort_by("clip_index")
-        table = table.append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
-        file = None
-        if table.num_rows:
-            file = self.store.write_parquet(target.file, table.select(self.schema.names).cast(self.schema))
-        outcome = UnitOutcome(
-            unit_key=target.key, video_id=target.video_id, file=file, clips=table.num_rows,
-            sampled_frames=pc.sum(pc.list_value_length(table["frame_times_s"])).as_py() or 0,
-            errors=[e.to_dict() for e in self.errors.pop(target.key)],
-        )
-        record_unit(self.store, self.run_id, outcome)
-        self.outcomes[target.key] = outcome
-
-    def unfinished(self) -> list[str]:
-        return [k for k, p in self.pending.items() if p]
-
-
 def _with_run_id(config: JobConfig, store: OutputStore, key: str) -> tuple[str, str, bool]:
     """(run_id, dt, resumed): an uncommitted staged run of the same job is resumed under its id and date."""
     staged = find_resumable(store, key, config.run_id)
@@ -312,10 +205,7 @@ def run(config: JobConfig) -> RunSummary:
     Started again after a crash or kill with the same job, it resumes the staged run. A crash still leaves a
     manifest (status `crashed`, exit code 1, the error) before the exception propagates.
     """
-    if not config.inputs:
-        raise ValueError("inputs: at least one video, directory, glob or manifest is required")
-    if not config.output:
-        raise ValueError("output: an output directory is required")
+    require_inputs_and_output(config)
     started = time.time()
     store = OutputStore(config.output, config.storage_options or None, config.retry)
     identity = pipeline_identity(config)
@@ -324,7 +214,7 @@ def run(config: JobConfig) -> RunSummary:
     run_id, dt, resumed = _with_run_id(config, store, key)
     summary = RunSummary(
         run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
-        started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=_recorded_config(config),
+        started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=recorded_config(config),
         dt=dt, pipeline=pipeline, pipeline_identity=identity, resumed=resumed,
     )
     try:
@@ -360,12 +250,12 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     shot_files: dict[str, str] = {}
     if config.clips.clip_mode == "shots":
         shots, prepared = detect_shots(config, prepared, run_id)
-        shot_files = _write_shots(store, shots, prepared, pipeline, dt)
+        shot_files = write_shots(store, shots, prepared, pipeline, dt)
 
-    targets = _unit_targets(prepared, pipeline, dt)
+    targets = unit_targets(prepared, pipeline, dt)
     clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
     done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
-    sink = _UnitSink(store, run_id, clips_schema(clip_fields), targets, set(done))
+    sink = UnitSink(store, run_id, clips_schema(clip_fields), targets, set(done))
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
@@ -398,7 +288,7 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     if shot_files:
         tables["shots"] = sorted(shot_files.values())
     for name, table in [
-        ("videos", _videos_table(prepared, list_errors, clip_counts, failed_ids, run_id)),
+        ("videos", videos_table(prepared, list_errors, clip_counts, failed_ids, run_id)),
         ("errors", errors_table(errors, run_id)),
         ("ledger", ledger),
     ]:

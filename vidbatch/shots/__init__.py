@@ -1,78 +1,13 @@
-"""Shot detector registry: a detector is one class registered by name (PySceneDetect's detector shape, torchvision's
-registry style); adding a detector touches one file.
+"""Shot detection: the built-in detectors, registered on import; the registry API lives in `registry.py`, which
+imports no detector, so nothing imports back."""
+from vidbatch.shots import content_detector, transnetv2_detector  # noqa: F401  (registers built-in detectors)
+from vidbatch.shots.registry import (
+    DETECTORS,
+    Shot,
+    ShotDetector,
+    get_detector,
+    merge_short_shots,
+    register_detector,
+)
 
-Every detector reads the same input, a whole video decoded once at 48x27 RGB (`lowres.py`), and returns shots:
-runs of frames between boundaries, each with the score of the boundary that opened it.
-"""
-from __future__ import annotations
-
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
-
-import numpy as np
-
-
-@dataclass(frozen=True)
-class Shot:
-    start_frame: int
-    end_frame: int  # inclusive
-    boundary_score: float | None  # score of the boundary that starts this shot; None for a video's first shot
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class ShotDetector(ABC):
-    """Frames in, shots out. Class attributes give the defaults and bounds the config validates against."""
-
-    name: ClassVar[str]
-    default_threshold: ClassVar[float]
-    threshold_bounds: ClassVar[tuple[float, float]]  # exclusive
-    default_min_shot_frames: ClassVar[int]
-    needs_model: ClassVar[bool]  # True: runs in an actor pool (GPU when present); False: inside the decode task
-
-    def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None) -> None:
-        self.threshold = self.default_threshold if threshold is None else threshold
-        self.min_shot_frames = self.default_min_shot_frames if min_shot_frames is None else min_shot_frames
-
-    @abstractmethod
-    def detect(self, frames: np.ndarray) -> list[Shot]:
-        """frames: (N, 27, 48, 3) uint8 RGB, every frame of the video in presentation order."""
-
-
-DETECTORS: dict[str, type[ShotDetector]] = {}
-
-
-def register_detector(name: str) -> Callable[[type[ShotDetector]], type[ShotDetector]]:
-    def add(cls: type[ShotDetector]) -> type[ShotDetector]:
-        if name in DETECTORS:
-            raise ValueError(f"shot detector {name!r} registered twice")
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return add
-
-
-def get_detector(name: str) -> type[ShotDetector]:
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown shot detector {name!r}; known: {sorted(DETECTORS)}") from None
-
-
-def merge_short_shots(shots: list[Shot], min_frames: int) -> list[Shot]:
-    """Drop boundaries that come fewer than min_frames after the last kept one (PySceneDetect's min_scene_len): the
-    short shot joins the one before it."""
-    kept: list[Shot] = []
-    for shot in shots:
-        if kept and shot.start_frame - kept[-1].start_frame < min_frames:
-            kept[-1] = Shot(kept[-1].start_frame, shot.end_frame, kept[-1].boundary_score)
-        else:
-            kept.append(shot)
-    return kept
-
-
-from vidbatch.shots import content, transnetv2  # noqa: E402,F401  (registers built-in detectors)
+__all__ = ["DETECTORS", "Shot", "ShotDetector", "get_detector", "merge_short_shots", "register_detector"]

@@ -11,8 +11,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidbatch.container import open_container
-from vidbatch.errors import DecodeError
+from vidbatch.core.container import open_container, open_video_stream
+from vidbatch.core.errors import DecodeError
 
 WIDTH, HEIGHT = 48, 27
 
@@ -24,10 +24,7 @@ def decode_lowres(uri: str, threads: int = 0, storage_options: dict[str, Any] | 
     frames: list[np.ndarray] = []
     try:
         with open_container(uri, storage_options) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if threads:
-                stream.codec_context.thread_count = threads
+            stream = open_video_stream(container, threads)
             for frame in container.decode(stream):
                 small = reformatter.reformat(frame, width=WIDTH, height=HEIGHT, format="rgb24", interpolation="BICUBIC")
                 frames.append(small.to_ndarray())

@@ -13,13 +13,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from vidbatch.clips import EPS, ClipPlan, plan_work_units, plans_for_windows
 from vidbatch.config import ClipConfig, SamplingConfig
-from vidbatch.errors import ErrorRow
-from vidbatch.prepare import PreparedVideo
-from vidbatch.probe import VideoInfo
-from vidbatch.schema import SHOTS
-from vidbatch.shots import Shot
+from vidbatch.core.errors import ErrorRow
+from vidbatch.core.schema import SHOTS
+from vidbatch.plan.clips import EPS, ClipPlan, plan_work_units, plans_for_windows
+from vidbatch.plan.prepare import PreparedVideo
+from vidbatch.plan.probe import VideoInfo
+from vidbatch.shots.registry import Shot
 
 
 def shot_span_s(shot: Shot, fps: float, duration_s: float) -> tuple[float, float]:

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from vidbatch.config import ShotsConfig
-from vidbatch.errors import ErrorRow
+from vidbatch.core.devices import pick_device
+from vidbatch.core.errors import ErrorRow
 from vidbatch.shots import ShotDetector, get_detector
 from vidbatch.shots.lowres import HEIGHT, WIDTH, decode_lowres
-from vidbatch.shots.transnetv2 import resolve_device
 
 
 def build_detector(cfg: ShotsConfig) -> ShotDetector:
@@ -61,7 +61,7 @@ class ShotModelActor:
     """Rows with frames in, rows with shots out; one model load per actor. A failing video becomes an `infer` error."""
 
     def __init__(self, shots: ShotsConfig):
-        if resolve_device(shots.device).type == "cpu":
+        if pick_device(shots.device).type == "cpu":
             torch.set_num_threads(max(1, int(shots.num_cpus)))
         self.detector = build_detector(shots)
 

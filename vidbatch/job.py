@@ -1,0 +1,140 @@
+"""Load and validate a job: the pydantic models first, then the checks that need the task and shot-detector
+registries or storage. Every problem is worded with its field path first, as pydantic words its own."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fsspec.core import url_to_fs
+from pydantic import ValidationError
+
+from vidbatch.config import ConfigError, JobConfig
+from vidbatch.infer.tasks import TASKS, frame_spec_for, task_output_fields
+from vidbatch.plan.clips import MAX_SAMPLES_PER_CLIP, max_samples_per_clip
+from vidbatch.shots import DETECTORS, get_detector
+
+
+def _invalid(lines: list[str]) -> ConfigError:
+    return ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def _format_validation_error(err: ValidationError) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return _invalid(lines)
+
+
+def _shots_problems(cfg: JobConfig) -> list[str]:
+    sh = cfg.shots
+    if sh.detector not in DETECTORS:
+        return [f"shots.detector: unknown shot detector {sh.detector!r}; known: {sorted(DETECTORS)}"]
+    low, high = get_detector(sh.detector).threshold_bounds
+    if sh.threshold is not None and not low < sh.threshold < high:
+        return [f"shots: threshold {sh.threshold:g} is outside ({low:g}, {high:g}) for detector {sh.detector}"]
+    return []
+
+
+def _task_problems(cfg: JobConfig) -> list[str]:
+    """Unknown task, model or weights name, a missing checkpoint, tasks writing the same column."""
+    for i, t in enumerate(cfg.tasks):
+        if t.task not in TASKS:
+            return [f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}"]
+        try:
+            task_output_fields([t])
+        except (ValueError, KeyError) as e:
+            return [f"tasks.{i}: {e}"]
+        if t.weights_path is not None:
+            fs, path = url_to_fs(t.weights_path, **cfg.storage_options)
+            if not fs.exists(path):
+                return [f"tasks.{i}.weights_path: {t.weights_path} does not exist"]
+    try:
+        task_output_fields(cfg.tasks)
+        frame_spec_for(cfg.tasks)
+    except ValueError as e:
+        return [str(e)]
+    return []
+
+
+def _sampling_problems(cfg: JobConfig) -> list[str]:
+    samples = max_samples_per_clip(cfg.clips, cfg.sampling)
+    if samples <= MAX_SAMPLES_PER_CLIP:
+        return []
+    length = "max_clip_seconds" if cfg.clips.clip_mode == "shots" else "clip_seconds"
+    return [f"sampling.sample_fps x clips.{length} gives {samples} frames per clip; the limit is {MAX_SAMPLES_PER_CLIP}"]
+
+
+def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
+    """The one validation at the edge (CLI, Python API, job entrypoints)."""
+    if isinstance(data, JobConfig):
+        data = data.model_dump()
+    try:
+        cfg = JobConfig.model_validate(data)
+    except ValidationError as e:
+        raise _format_validation_error(e) from None
+    problems = _shots_problems(cfg) + _task_problems(cfg) + _sampling_problems(cfg)
+    if problems:
+        raise _invalid(problems)
+    return cfg
+
+
+def require_inputs_and_output(cfg: JobConfig) -> None:
+    """A run needs both; checked before anything starts, by every entrypoint."""
+    if not cfg.output:
+        raise ConfigError("output: required (-o/--output or `output:` in the config)")
+    if not cfg.inputs:
+        raise ConfigError("inputs: required (ARCHIVE arguments or `inputs:` in the config)")
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Apply one `a.b.0.c=value` override onto nested dicts and lists."""
+    keys = dotted.split(".")
+    node: Any = data
+    for key, nxt in zip(keys, keys[1:] + [None]):
+        if isinstance(node, list):
+            if not key.isdigit():
+                raise ConfigError(f"{dotted}: {key!r} is not a list index")
+            idx = int(key)
+            node.extend({} for _ in range(idx + 1 - len(node)))
+            slot: Any = idx
+        else:
+            slot = key
+        if nxt is None:
+            node[slot] = value
+        else:
+            if not isinstance(node[slot] if isinstance(node, list) else node.get(slot), (dict, list)):
+                node[slot] = [] if nxt.isdigit() else {}
+            node = node[slot]
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> JobConfig:
+    """Build a JobConfig from an optional YAML file, then dotted `--set k=v` strings, then explicit overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path}: not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        data = loaded or {}
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        _set_path(data, key.strip(), value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value)
+    return validate_config(data)

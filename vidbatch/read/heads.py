@@ -1,0 +1,112 @@
+"""Custom classifiers ("heads") trained on stored clip embeddings: logistic regression, applied without decoding.
+
+A head file is a plain dict of tensors and strings (loadable with torch.load(weights_only=True)) that names the
+embedding model it belongs to, so it is never applied to another model's embeddings.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vidbatch.core.schema import HEAD_PREDICTIONS
+from vidbatch.core.storage import OutputStore
+from vidbatch.infer.linear_head import LinearHead, read_head
+from vidbatch.read.embeddings import load_clip_embeddings
+from vidbatch.store.commits import commit
+from vidbatch.store.committed import commits, live_files
+from vidbatch.store.manifest import new_run_id
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    """labels.csv: a header with `clip_id` and `label` columns, one clip per row."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"clip_id", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: needs a header with columns clip_id,label (missing {sorted(missing)})")
+        labels = {}
+        for line, row in enumerate(reader, start=2):
+            if not row["clip_id"] or not row["label"]:
+                raise ValueError(f"{path}:{line}: empty clip_id or label")
+            labels[row["clip_id"].strip()] = row["label"].strip()
+    return labels
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    head: LinearHead
+    train_clips: int
+    test_clips: int
+    held_out_accuracy: float
+
+
+def train_head(
+    out: str, labels: dict[str, str], test_fraction: float = 0.25, seed: int = 0,
+    model: str | None = None, storage_options: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Fit multinomial logistic regression on the labelled clips' embeddings; accuracy on a stratified hold-out."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    stored = load_clip_embeddings(out, [], model, storage_options)
+    index = {cid: i for i, cid in enumerate(stored.clips["clip_id"].to_pylist())}
+    unknown = [cid for cid in labels if cid not in index]
+    if unknown:
+        raise ValueError(f"{len(unknown)} labelled clip ids are not in {out}/clips, e.g. {unknown[:3]}")
+    classes = sorted(set(labels.values()))
+    if len(classes) < 2:
+        raise ValueError(f"labels: need at least two classes, got {classes}")
+    ids = list(labels)
+    x = stored.matrix[[index[c] for c in ids]]
+    y = np.array([labels[c] for c in ids])
+    n_test = max(len(classes), round(len(ids) * test_fraction))
+    if len(ids) - n_test < len(classes):
+        raise ValueError(f"labels: {len(ids)} clips are too few to train and hold out {n_test} for {len(classes)} classes")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, stratify=y, random_state=seed)
+    # unit-norm embeddings give tiny logits that the default L2 penalty flattens into "always the majority class":
+    # standardise the features (folded into the linear head below) and balance the classes
+    scaler = StandardScaler().fit(x_train)
+    fitted = LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(x_train), y_train)
+    accuracy = float(fitted.score(scaler.transform(x_test), y_test))
+    head = LinearHead.from_sklearn(fitted, scaler, stored.model, accuracy)
+    return TrainResult(head, len(y_train), len(y_test), accuracy)
+
+
+def predictions_table(head: LinearHead, head_id: str, clips: pa.Table, embeddings: np.ndarray) -> pa.Table:
+    probs = head.probabilities(embeddings)
+    best = probs.argmax(axis=1)
+    n = clips.num_rows
+    return pa.table(
+        {
+            "video_id": clips["video_id"], "clip_id": clips["clip_id"], "start_s": clips["start_s"], "end_s": clips["end_s"],
+            "head_id": [head_id] * n, "embedding_model": [head.embedding_model] * n,
+            "label": [head.class_names[i] for i in best], "score": probs[np.arange(n), best],
+            "class_names": [head.class_names] * n, "scores": list(probs),
+            "applied_at": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+        }
+    ).cast(HEAD_PREDICTIONS)
+
+
+def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None = None) -> tuple[int, list[str]]:
+    """Predict every stored clip of the head's embedding model into head_predictions/; returns (rows, files).
+
+    Published like a run: written under `<head_id>/`, then committed, replacing this head's earlier predictions
+    in the same commit, so readers see either the old predictions or the new ones.
+    """
+    head, head_id = read_head(head_path, storage_options)
+    stored = load_clip_embeddings(out, ["video_id", "start_s", "end_s"], head.embedding_model, storage_options)
+    table = predictions_table(head, head_id, stored.clips, stored.matrix)
+    store = OutputStore(out, storage_options)
+    run_id = f"head-{head_id}-{new_run_id()}"
+    prefix = f"head_predictions/{head_id}/"
+    earlier = [f for f in live_files(commits(store)).get("head_predictions", []) if f.startswith(prefix)]
+    file = store.write_parquet(f"{prefix}part-{run_id}.parquet", table)
+    commit(store, run_id, {"head_predictions": [file]}, earlier, {"head_id": head_id})
+    return table.num_rows, [store.path(file)]

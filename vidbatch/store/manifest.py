@@ -1,0 +1,118 @@
+"""The run manifest `runs/<run_id>.json`: what ran, with which versions, what came out, how fast."""
+from __future__ import annotations
+
+import platform
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from vidbatch.config import JobConfig
+from vidbatch.core.storage import OutputStore
+
+EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+PACKAGES = ("vidbatch", "ray", "av", "torch", "torchvision", "pyarrow", "fsspec", "numpy")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class RunCounts:
+    """Reconciles: inputs = listed + unreadable_inputs; listed = new + changed + skipped + failed + quarantined."""
+
+    inputs: int = 0
+    listed: int = 0  # videos found by listing the inputs
+    unreadable_inputs: int = 0  # inputs that could not be listed (missing path, empty directory, store down)
+    new: int = 0  # processed ok, first time seen
+    changed: int = 0  # processed ok again: changed file, retry, backfill, or a full (non-incremental) rerun
+    skipped: int = 0  # unchanged since an ok run (incremental runs)
+    failed: int = 0  # processed this run and failed (see errors/)
+    quarantined: int = 0  # skipped: failed incremental.quarantine_after runs in a row, unchanged since
+    deleted: int = 0  # in the ledger and in scope of the inputs, no longer listed
+    ok: int = 0  # new + changed
+    clips: int = 0
+    errors: int = 0
+    sampled_frames: int = 0
+    source_frames: int = 0  # frames in the videos that were processed
+    source_seconds: float = 0.0
+    ignored_files: int = 0  # files under listed directories/globs without a video suffix
+    resumed_units: int = 0  # work units a resumed run found finished by its killed attempt
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    output: str
+    status: str  # complete | partial | failed | crashed
+    exit_code: int
+    counts: RunCounts
+    started_at: str
+    wall_s: float
+    pipeline_s: float  # after Ray start-up: listing, probing, decoding, inference, writing
+    config: dict[str, Any]
+    versions: dict[str, str] = field(default_factory=package_versions)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None  # why a crashed run stopped
+    dt: str = ""  # partition date of the run's files (UTC day it started)
+    pipeline: str = ""  # pipeline fingerprint (vidbatch.store.fingerprint)
+    pipeline_identity: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # finished the staged work of a killed attempt with the same run_id
+
+    @property
+    def throughput(self) -> dict[str, float]:
+        s = max(self.pipeline_s, 1e-9)
+        c = self.counts
+        return {
+            "clips_per_s": c.clips / s,
+            "sampled_frames_per_s": c.sampled_frames / s,
+            "source_frames_per_s": c.source_frames / s,
+            "source_seconds_per_s": c.source_seconds / s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "throughput": self.throughput}
+
+    def write(self, store: OutputStore) -> str:
+        return store.write_json(f"runs/{self.run_id}.json", self.to_dict())
+
+
+def status_for(counts: RunCounts) -> tuple[str, int]:
+    """complete: nothing failed (including a nightly run with nothing new); failed: nothing succeeded."""
+    failures = counts.failed + counts.unreadable_inputs
+    if failures == 0:
+        return "complete", EXIT_OK
+    if counts.ok == 0:
+        return "failed", EXIT_PARTIAL
+    return "partial", EXIT_PARTIAL
+
+
+SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")
+
+
+def redact(value: Any) -> Any:
+    """Secret-looking keys at any depth (e.g. client_kwargs.aws_secret_access_key) are replaced by ***."""
+    if isinstance(value, dict):
+        return {k: "***" if any(h in str(k).lower() for h in SECRET_HINTS) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def recorded_config(config: JobConfig) -> dict[str, Any]:
+    """The config as recorded in the manifest: storage credentials never leave the process."""
+    data = config.model_dump(mode="json")
+    data["storage_options"] = redact(data["storage_options"])
+    return data

@@ -1,0 +1,86 @@
+"""The driver's end of the clip stream: rows gathered per work unit, each finished unit written and marked at once."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vidbatch.core.errors import ErrorRow
+from vidbatch.core.storage import OutputStore
+from vidbatch.plan.prepare import PreparedVideo
+from vidbatch.store.commits import UnitOutcome, record_unit
+
+
+@dataclass(frozen=True)
+class UnitTarget:
+    key: str
+    video_id: str
+    file: str  # deterministic clips file, relative to the output root
+    clip_index: dict[str, int]  # clip_id -> clip_index, the clips the unit must account for
+
+
+def unit_targets(prepared: list[PreparedVideo], pipeline: str, dt: str) -> dict[str, UnitTarget]:
+    """Each work unit's key and file name, from the video's content fingerprint, the unit and the pipeline."""
+    targets = {}
+    for p in prepared:
+        for u in p.units:
+            key = hashlib.sha1(f"{p.source.fingerprint}|{u.unit_index}|{pipeline}".encode()).hexdigest()[:20]
+            file = f"clips/dt={dt}/pipeline={pipeline}/part-{u.video_id}-{u.unit_index:05d}-{key[:8]}.parquet"
+            targets[key] = UnitTarget(key, u.video_id, file, {c.clip_id: c.clip_index for c in u.clips})
+    return targets
+
+
+class UnitSink:
+    """Driver side of the stream: rows gathered per work unit; a finished unit is written and marked at once,
+    so a killed run loses at most the units in flight."""
+
+    def __init__(
+        self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, UnitTarget], staged: set[str]
+    ):
+        """staged: units a killed attempt of this run already finished; they are neither expected nor written."""
+        self.store, self.run_id, self.schema = store, run_id, schema
+        self.targets = targets
+        self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
+        self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
+        self.rows: dict[str, list[pa.Table]] = {k: [] for k in self.pending}
+        self.errors: dict[str, list[ErrorRow]] = {k: [] for k in self.pending}
+        self.outcomes: dict[str, UnitOutcome] = {}
+
+    def add(self, table: pa.Table) -> None:
+        keys = [self.unit_of[c] for c in table["clip_id"].to_pylist()]
+        for key in dict.fromkeys(keys):
+            part = table.filter(pa.array([k == key for k in keys]))
+            self._add_unit_rows(key, part)
+
+    def _add_unit_rows(self, key: str, part: pa.Table) -> None:
+        target, pending = self.targets[key], self.pending[key]
+        good = part.filter(pc.is_null(part["error_stage"]))
+        self.rows[key].append(good)
+        pending.difference_update(good["clip_id"].to_pylist())
+        for row in part.filter(pc.is_valid(part["error_stage"])).to_pylist():
+            self.errors[key].append(ErrorRow.from_result_row(row))
+            if row["error_stage"] == "decode":  # the unit's decoder stopped: every later clip is lost with it
+                pending.difference_update(c for c, i in target.clip_index.items() if i >= row["clip_index"])
+            else:
+                pending.discard(row["clip_id"])
+        if not pending:
+            self._finish(target)
+
+    def _finish(self, target: UnitTarget) -> None:
+        table = pa.concat_tables(self.rows.pop(target.key)).sort_by("clip_index")
+        table = table.append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
+        file = None
+        if table.num_rows:
+            file = self.store.write_parquet(target.file, table.select(self.schema.names).cast(self.schema))
+        outcome = UnitOutcome(
+            unit_key=target.key, video_id=target.video_id, file=file, clips=table.num_rows,
+            sampled_frames=pc.sum(pc.list_value_length(table["frame_times_s"])).as_py() or 0,
+            errors=[e.to_dict() for e in self.errors.pop(target.key)],
+        )
+        record_unit(self.store, self.run_id, outcome)
+        self.outcomes[target.key] = outcome
+
+    def unfinished(self) -> list[str]:
+        return [k for k, p in self.pending.items() if p]
