@@ -8,7 +8,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -19,14 +18,14 @@ from vidbatch.config import TaskConfig
 from vidbatch.core.schema import ERRORS, VIDEOS
 from vidbatch.decode.decoder import frame_to_array
 from vidbatch.infer.tasks import get_task
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
 
 def read(out: Path, table: str):
     """Committed rows only, as every reader sees them."""
-    return pq.read_table(table_files(str(out), table), partitioning=None)
+    return read_table(str(out), table)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from vidbatch.infer.linear_head import read_head
 from vidbatch.job import load_config
 from vidbatch.read.heads import read_labels
 from vidbatch.read.query import run_query
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def test_head_labels_the_unlabelled_half(kinds_output, trained_head):
 
     result = CliRunner().invoke(app, ["apply-head", str(out), str(head_path)])
     assert result.exit_code == 0, result.output
-    table = pq.read_table(table_files(str(out), "head_predictions"), partitioning=None)
+    table = read_table(str(out), "head_predictions")
     assert table.schema.equals(HEAD_PREDICTIONS, check_metadata=False) and table.num_rows == len(truth)
     predicted = {r["clip_id"]: r["label"] for r in table.to_pylist()}
     unlabelled = {c for c in truth if c not in labelled}

@@ -10,12 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from s3server import free_port
 
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[1]
@@ -88,7 +87,7 @@ def test_nightly_job_through_the_jobs_api(ray_head, video_dir: Path, tmp_path: P
     status, logs = submit_and_wait(ray_head, entrypoint)
     assert status == "SUCCEEDED", logs
     assert "2 new, 0 changed, 0 skipped" in logs
-    clips = pq.read_table(table_files(str(out), "clips"), partitioning=None)
+    clips = read_table(str(out), "clips")
     assert sorted({Path(u).name for u in clips["video_uri"].to_pylist()}) == ["a.mp4", "c.mp4"]
     assert clips.num_rows == 5
 

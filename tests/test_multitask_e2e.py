@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 from videos import make_video
 
@@ -13,7 +12,7 @@ import vidbatch
 from vidbatch.config import TaskConfig
 from vidbatch.core.schema import clips_schema, thumbnail_fields
 from vidbatch.infer.tasks import task_output_fields
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -33,19 +32,17 @@ def test_classify_segment_detect_action_in_one_job(ray_session, mobilenet_weight
          "sampling": {"frames_per_clip": 2}, "tasks": tasks, "ray": {"progress_bars": False}}
     )
     assert summary.exit_code == 0 and summary.counts.clips == 2 and summary.counts.sampled_frames == 4
-    files = table_files(str(out), "clips")
-    table = pq.read_table(files, partitioning=None)
+    clips = read_table(str(out), "clips")
     expected = clips_schema(task_output_fields([TaskConfig(**t) for t in tasks]) + thumbnail_fields(True))
-    assert table.schema.equals(expected, check_metadata=False)
-    rows = table.to_pylist()
+    assert clips.schema.equals(expected, check_metadata=False)
+    rows = clips.to_pylist()
     for r in rows:
         assert len(r["labels"]) == 2 and len(r["action_labels"]) == 3 and len(r["frame_times_s"]) == 2
         assert sum(d["fraction"] for d in r["seg_class_fractions"]) == pytest.approx(1.0, abs=1e-4)
         assert len(r["seg_masks"]) == 2 and r["seg_masks"][0]["png"].startswith(b"\x89PNG")
         assert r["det_detections"] and all(0 <= d["x1"] <= d["x2"] <= 96.5 and 0 <= d["y2"] <= 64.5 for d in r["det_detections"])
-    glob = str(files)  # a Python list literal is a DuckDB list of paths
-    frames = duckdb.sql(f"select count(distinct (clip_id, d.frame_index)) from read_parquet({glob}), "
+    frames = duckdb.sql("select count(distinct (clip_id, d.frame_index)) from clips, "
                         "unnest(det_detections) as u(d)").fetchall()
     assert frames == [(4,)]
-    top = duckdb.sql(f"select seg_class_fractions[1].fraction from read_parquet({glob})").fetchall()
+    top = duckdb.sql("select seg_class_fractions[1].fraction from clips").fetchall()
     assert len(top) == 2 and all(0 < t <= 1 for (t,) in top)

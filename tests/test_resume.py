@@ -10,13 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from videos import make_video
 
 import vidbatch
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +44,7 @@ def uninterrupted(ray_session, job, tmp_path_factory) -> list[dict]:
 
 
 def committed_rows(out: Path) -> list[dict]:
-    rows = pq.read_table(table_files(str(out), "clips"), partitioning=None).to_pylist()
+    rows = read_table(str(out), "clips").to_pylist()
     return sorted(rows, key=lambda r: r["clip_id"])
 
 
@@ -73,7 +72,7 @@ def test_killed_run_resumes_to_the_same_rows(job, uninterrupted, tmp_path: Path,
     config, _ = job
     out = tmp_path / "out"
     staged = run_and_kill(command(config, out), out, units_done)
-    assert not (out / "_commits").exists()  # nothing of the killed run is visible to readers
+    assert not (out / "clips").exists()  # nothing of the killed run is visible to readers
 
     done = subprocess.run(command(config, out), env={**os.environ, "RAY_AUTH_MODE": "disabled"},
                           capture_output=True, text=True, timeout=600)
@@ -97,12 +96,39 @@ def test_crash_between_staging_and_commit_resumes_without_decoding(ray_session, 
     def fail(*args, **kwargs):
         raise OSError("store went away just before the commit")
 
-    monkeypatch.setattr("vidbatch.pipeline.commit", fail)
+    monkeypatch.setattr("vidbatch.pipeline.publish", fail)
     with pytest.raises(OSError):
         vidbatch.run(cfg)
-    assert not (out / "_commits").exists()
+    assert not (out / "clips").exists()
     monkeypatch.undo()
     summary = vidbatch.run(cfg)
     assert summary.resumed and summary.counts.resumed_units == 36 and summary.counts.clips == 36
     rows = committed_rows(out)
     assert [r["clip_id"] for r in rows] == [r["clip_id"] for r in uninterrupted]
+
+
+def test_crash_between_two_table_commits_commits_each_table_once(ray_session, job, uninterrupted, tmp_path: Path, monkeypatch):
+    """clips landed, the ledger did not: the resumed run finds its transaction in clips' log and skips it."""
+    from deltalake import DeltaTable
+
+    import vidbatch.store.publish as publish
+
+    out = tmp_path / "out"
+    cfg = {**job[1], "output": str(out)}
+    real = publish.commit_table
+
+    def fail_at_ledger(out_, name, *args, **kwargs):
+        if name == "ledger":
+            raise OSError("killed between two table commits")
+        return real(out_, name, *args, **kwargs)
+
+    monkeypatch.setattr(publish, "commit_table", fail_at_ledger)
+    with pytest.raises(OSError):
+        vidbatch.run(cfg)
+    clips_version = DeltaTable(str(out / "clips")).version()
+    monkeypatch.undo()
+    summary = vidbatch.run(cfg)
+    assert summary.resumed and summary.table_versions["clips"] == clips_version  # not committed a second time
+    assert DeltaTable(str(out / "clips")).version() == clips_version
+    assert [r["clip_id"] for r in committed_rows(out)] == [r["clip_id"] for r in uninterrupted]
+    assert DeltaTable(str(out / "ledger")).to_pyarrow_table().num_rows == 6  # one row per video, committed once

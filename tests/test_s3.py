@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import s3fs
 from s3server import FaultProxy
 
 import vidbatch
-from vidbatch.store.committed import open_fs, table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +18,7 @@ COMPARED = ["video_id", "clip_index", "start_s", "end_s", "frame_times_s", "labe
 
 
 def clip_rows(out: str, options: dict | None = None) -> list[dict]:
-    fs, _ = open_fs(out, options)
-    table = pq.read_table(table_files(out, "clips", options), filesystem=fs, partitioning=None)
+    table = read_table(out, "clips", options)
     rows = sorted(table.to_pylist(), key=lambda r: (r["video_uri"].rsplit("/", 1)[-1], r["clip_index"]))
     return [{**{k: r[k] for k in COMPARED if k != "video_id"}, "name": r["video_uri"].rsplit("/", 1)[-1],
              "scores": r["scores"]} for r in rows]
@@ -71,7 +69,7 @@ def test_s3_in_s3_out_equals_local(s3_run, s3_endpoint, bucket, video_dir: Path,
 
     manifest = bucket.cat_file(f"vb-test/out/runs/{remote.run_id}.json").decode()
     assert "testing" not in manifest and json.loads(manifest)["config"]["storage_options"]["secret"] == "***"
-    assert bucket.ls("vb-test/out/_commits")
+    assert bucket.ls("vb-test/out/clips/_delta_log")
 
 
 def test_transient_faults_are_retried(s3_run, s3_endpoint, bucket, mobilenet_weights: str):

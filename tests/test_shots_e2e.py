@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from test_shots import CUTS, FPS, N_FRAMES, shot_footage
 from videos import make_video
 
 import vidbatch
 from vidbatch.core.schema import SHOTS
-from vidbatch.store.committed import table_files
+from vidbatch.store.committed import read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -32,14 +31,14 @@ def test_clips_follow_the_detected_shots(detector, ray_session, tmp_path: Path):
     )
     assert summary.exit_code == 0, summary.error
 
-    shots = pq.read_table(table_files(str(out), "shots"), partitioning=None)
+    shots = read_table(str(out), "shots")
     assert shots.schema.equals(SHOTS, check_metadata=False)
     assert set(shots["detector"].to_pylist()) == {detector}
     assert shots["start_frame"].to_pylist()[:3] == [0, *CUTS]
     assert shots["shot_index"].to_pylist() == list(range(shots.num_rows))
     assert shots["end_frame"].to_pylist()[-1] == N_FRAMES - 1
 
-    clips = sorted(pq.read_table(table_files(str(out), "clips"), partitioning=None).to_pylist(), key=lambda r: r["start_s"])
+    clips = sorted(read_table(str(out), "clips").to_pylist(), key=lambda r: r["start_s"])
     starts, ends = [c["start_s"] for c in clips], [c["end_s"] for c in clips]
     for cut in CUTS:
         t = cut / FPS
@@ -49,7 +48,7 @@ def test_clips_follow_the_detected_shots(detector, ray_session, tmp_path: Path):
     assert starts[0] == 0 and abs(ends[-1] - N_FRAMES / FPS) < 1e-9
 
     manifest = json.loads((out / "runs" / f"{summary.run_id}.json").read_text())
-    assert manifest["files"]["shots"] and manifest["counts"]["clips"] == len(clips)
+    assert manifest["table_versions"]["shots"] is not None and manifest["counts"]["clips"] == len(clips)
 
 
 def test_a_changed_video_replaces_its_shots(ray_session, tmp_path: Path):
@@ -66,7 +65,7 @@ def test_a_changed_video_replaces_its_shots(ray_session, tmp_path: Path):
     }
 
     def shots_per_video() -> dict[str, int]:
-        rows = pq.read_table(table_files(str(out), "shots"), partitioning=None).to_pylist()
+        rows = read_table(str(out), "shots").to_pylist()
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["video_id"]] = counts.get(r["video_id"], 0) + 1

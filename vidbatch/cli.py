@@ -14,17 +14,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
-    """Read the run's clips back from Parquet: what is printed is what was written."""
+    """Read the run's clips back from its committed table version: what is printed is what was written."""
     import pyarrow.dataset as pads
-    from fsspec.core import url_to_fs
 
-    files = summary.files.get("clips", [])
-    if not files or limit == 0:
+    from vidbatch.store.committed import table_dataset
+
+    dataset = table_dataset(summary.output, "clips", storage_options, versions=summary.table_versions)
+    if dataset is None or limit == 0:
         return ""
-    fs, _ = url_to_fs(summary.output, **storage_options)
-    dataset = pads.dataset(files, format="parquet", filesystem=fs)
     wanted = ["video_uri", "clip_index", "start_s", "end_s", "labels", "scores"]
-    table = dataset.to_table(columns=[c for c in wanted if c in dataset.schema.names])
+    table = dataset.to_table(
+        columns=[c for c in wanted if c in dataset.schema.names], filter=pads.field("run_id") == summary.run_id
+    )
     if table.num_rows == 0:
         return ""
     table = table.sort_by([("video_uri", "ascending"), ("clip_index", "ascending")]).slice(0, limit)
@@ -131,9 +132,10 @@ def query_command(
     sql: Annotated[str, typer.Argument(help="SQL over the views clips, videos, errors, shots, head_predictions, runs.")],
     format_: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet (parquet needs -o).")] = "table",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result to this file instead of stdout.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read the tables as a past run RUN_ID committed them (time travel).")] = None,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Run SQL (DuckDB) over the committed output tables."""
+    """Run SQL (DuckDB) over the output tables, at the versions of the latest complete run (or --as-of RUN_ID)."""
     import duckdb
 
     from vidbatch.read import query
@@ -143,8 +145,8 @@ def query_command(
     if format_ == "parquet" and output is None:
         raise _fail("--format parquet writes a binary file: give -o FILE")
     try:
-        table = query.run_query(out, sql, _storage_options(storage_option))
-    except duckdb.Error as e:
+        table = query.run_query(out, sql, _storage_options(storage_option), as_of)
+    except (duckdb.Error, ValueError) as e:
         raise _fail(str(e)) from None
     if format_ == "parquet":
         query.write_parquet(table, str(output))
@@ -241,7 +243,43 @@ def apply_head_command(
     from vidbatch.read.heads import apply_head
 
     try:
-        rows, files = apply_head(out, head, _storage_options(storage_option))
+        rows, version = apply_head(out, head, _storage_options(storage_option))
     except ValueError as e:
         raise _fail(str(e)) from None
-    typer.echo(f"{rows} predictions written to {out.rstrip('/')}/head_predictions ({len(files)} file{'s' if len(files) != 1 else ''})")
+    typer.echo(f"{rows} predictions written to {out.rstrip('/')}/head_predictions (table version {version})")
+
+
+@app.command("vacuum")
+def vacuum_command(
+    out: Annotated[str, typer.Argument(help="Output directory (any fsspec URL).")],
+    retain_hours: Annotated[int, typer.Option("--retain-hours", min=0, help="Keep files that a table version of the last H hours needs (time travel back that far), and staging of runs younger than H.")] = 168,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Remove files no table version within --retain-hours references, and the staging of abandoned runs."""
+    from vidbatch.store.maintenance import vacuum_output
+
+    try:
+        removed = vacuum_output(out, _storage_options(storage_option), retain_hours, dry_run)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    verb = "would remove" if dry_run else "removed"
+    for name, files in removed.items():
+        typer.echo(f"{name}: {verb} {len(files)} file{'s' if len(files) != 1 else ''}")
+
+
+@app.command("optimize")
+def optimize_command(
+    out: Annotated[str, typer.Argument(help="Output directory (any fsspec URL).")],
+    zorder: Annotated[bool, typer.Option("--zorder/--no-zorder", help="Cluster rows by video_id (Z-order) while compacting.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Compact each table's small files (each nightly run adds a few) into larger ones; old files stay until vacuum."""
+    from vidbatch.store.maintenance import optimize_output
+
+    try:
+        metrics = optimize_output(out, _storage_options(storage_option), ["video_id"] if zorder else None)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    for name, m in metrics.items():
+        typer.echo(f"{name}: {m.get('numFilesRemoved', 0)} files compacted into {m.get('numFilesAdded', 0)}")

@@ -172,6 +172,11 @@ class OutputConfig(StrictModel):
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
     thumbnails: bool = Field(True, description="Store a small JPEG of each clip's middle sampled frame in clips.thumbnail.")
     thumbnail_width: int = Field(160, ge=16, le=1024, description="Thumbnail width in pixels (aspect kept, never upscaled).")
+    delta_storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs storage options over those derived from storage_options (e.g. `AWS_REGION`, "
+        "timeouts); on S3 `conditional_put: etag` is the default and a store must support conditional puts.",
+    )
 
 
 class JobConfig(StrictModel):
@@ -189,7 +194,10 @@ class JobConfig(StrictModel):
     out: OutputConfig = OutputConfig()
     retry: RetryConfig = RetryConfig()
     incremental: IncrementalConfig = IncrementalConfig()
-    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    run_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Name the run (default: UTC time + random suffix); starts with a letter or digit.",
+    )
 
 
 class ConfigError(ValueError):

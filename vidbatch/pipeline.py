@@ -22,11 +22,7 @@ from ray.data import ActorPoolStrategy
 
 from vidbatch.config import ConfigError, JobConfig, RayConfig
 from vidbatch.core.errors import ErrorRow, errors_table, merge_per_video
-from vidbatch.core.schema import (
-    clips_schema,
-    result_schema,
-    thumbnail_fields,
-)
+from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
 from vidbatch.decode.decode_stage import DecodeStage, result_table
 from vidbatch.infer.actor import FRAMES_PER_ACTOR_CALL, ClipInferenceActor
@@ -40,13 +36,17 @@ from vidbatch.shots import get_detector
 from vidbatch.shots.planning import replan_with_shots
 from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
 from vidbatch.store.commits import (
-    commit,
-    committed_run_ids,
+    STAGING,
+    app_id_for,
     find_resumable,
+    next_sequence,
     stage_intent,
     staged_units,
 )
+from vidbatch.store.committed import RUNS, check_layout
+from vidbatch.store.delta import delta_storage_options
 from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
+from vidbatch.store.lease import acquire as acquire_lease
 from vidbatch.store.ledger import ledger_table, read_ledger, select
 from vidbatch.store.manifest import (
     EXIT_CRASH,
@@ -56,8 +56,9 @@ from vidbatch.store.manifest import (
     recorded_config,
     status_for,
 )
+from vidbatch.store.publish import RunTables, publish
 from vidbatch.store.sink import UnitSink, unit_targets
-from vidbatch.store.tables import videos_table, write_shots
+from vidbatch.store.tables import stage_shots, videos_table
 
 
 def _cluster_address(cfg: RayConfig) -> str | None:
@@ -188,54 +189,64 @@ def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) 
     )
 
 
-def _with_run_id(config: JobConfig, store: OutputStore, key: str) -> tuple[str, str, bool]:
-    """(run_id, dt, resumed): an uncommitted staged run of the same job is resumed under its id and date."""
+def _with_run_id(config: JobConfig, store: OutputStore, key: str) -> tuple[str, str, int, bool]:
+    """(run_id, dt, seq, resumed): a staged run of the same job is resumed under its id, date and sequence
+    (seq 0: a new run, numbered once it starts)."""
     staged = find_resumable(store, key, config.run_id)
     if staged:
-        return staged["run_id"], staged["dt"], True
-    if config.run_id and config.run_id in committed_run_ids(store):
-        raise ConfigError(f"run_id: {config.run_id!r} is already committed in {config.output}; choose another id")
-    run_id = config.run_id or new_run_id()
-    return run_id, datetime.now(UTC).strftime("%Y-%m-%d"), False
+        return staged["run_id"], staged["dt"], staged["seq"], True
+    if config.run_id and store.exists(f"{RUNS}/{config.run_id}.json"):
+        raise ConfigError(f"run_id: {config.run_id!r} already ran in {config.output}; choose another id")
+    return config.run_id or new_run_id(), datetime.now(UTC).strftime("%Y-%m-%d"), 0, False
 
 
 def run(config: JobConfig) -> RunSummary:
     """Run the job once over config.inputs; returns the summary also written to runs/<run_id>.json.
 
     Started again after a crash or kill with the same job, it resumes the staged run. A crash still leaves a
-    manifest (status `crashed`, exit code 1, the error) before the exception propagates.
+    manifest (status `crashed`, exit code 1, the error) before the exception propagates, unless the run had
+    already committed (then its manifest stands).
     """
     require_inputs_and_output(config)
     started = time.time()
     store = OutputStore(config.output, config.storage_options or None, config.retry)
+    check_layout(store)
+    options = delta_storage_options(config.output, config.storage_options, config.out.delta_storage_options)
     identity = pipeline_identity(config)
     pipeline = pipeline_fingerprint(identity)
     key = job_key(config, pipeline)
-    run_id, dt, resumed = _with_run_id(config, store, key)
-    summary = RunSummary(
-        run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
-        started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=recorded_config(config),
-        dt=dt, pipeline=pipeline, pipeline_identity=identity, resumed=resumed,
-    )
+    ensure_ray(config.ray)
+    _check_capacity(config)  # refused before anything is written
+    lease = acquire_lease(store, key, config.run_id or "(starting)")
     try:
-        ensure_ray(config.ray)
-        _check_capacity(config)
-        if not resumed:
-            stage_intent(store, run_id, key, dt)
-        _run(config, store, summary, started)
-    except ConfigError:
-        raise  # refused before anything was written
-    except BaseException as e:
-        summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
-        summary.wall_s = time.time() - started
-        summary.write(store)
-        raise
+        run_id, dt, seq, resumed = _with_run_id(config, store, key)
+        lease.rename(run_id)
+        summary = RunSummary(
+            run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
+            started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=recorded_config(config),
+            dt=dt, pipeline=pipeline, pipeline_identity=identity, resumed=resumed, seq=seq, job_key=key,
+        )
+        try:
+            if not resumed:
+                summary.seq = next_sequence(config.output, options, key)
+                stage_intent(store, run_id, key, dt, summary.seq)
+            _run(config, store, options, summary, started)
+        except BaseException as e:
+            if summary.committed_at is None:
+                summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
+                summary.wall_s = time.time() - started
+                summary.write(store)
+            raise
+    finally:
+        lease.release()
     return summary
 
 
-def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: float) -> None:
+def _run(
+    config: JobConfig, store: OutputStore, options: dict[str, str] | None, summary: RunSummary, started: float
+) -> None:
     so = config.storage_options or None
-    run_id, dt, pipeline = summary.run_id, summary.dt, summary.pipeline
+    run_id, pipeline = summary.run_id, summary.pipeline
     task_fields = task_output_fields(config.tasks)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = config.ray.progress_bars
@@ -243,19 +254,19 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     t_pipeline = time.time()
 
     sources, list_errors, ignored = list_videos(config.inputs, config.input, so, config.retry)
-    previous = read_ledger(store)
+    previous = read_ledger(config.output, options)
     scope = None if list_errors else scope_of(config.inputs, config.input, so)
     selection = select(sources, previous, pipeline, config.incremental, scope)
     prepared = _prepare(config, [s for s, _ in selection.process])
-    shot_files: dict[str, str] = {}
+    shot_file = None
     if config.clips.clip_mode == "shots":
         shots, prepared = detect_shots(config, prepared, run_id)
-        shot_files = write_shots(store, shots, prepared, pipeline, dt)
+        shot_file = stage_shots(store, shots, run_id)
 
-    targets = unit_targets(prepared, pipeline, dt)
-    clip_fields = task_fields + thumbnail_fields(config.out.thumbnails)
+    targets = unit_targets(prepared, pipeline, run_id)
+    clip_schema = clips_schema(task_fields + thumbnail_fields(config.out.thumbnails))
     done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
-    sink = UnitSink(store, run_id, clips_schema(clip_fields), targets, set(done))
+    sink = UnitSink(store, run_id, pipeline, clip_schema, targets, set(done))
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
@@ -270,33 +281,24 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
     errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
     failed_ids = {e.video_id for e in errors}
     clip_counts: Counter = Counter()
-    files: dict[str, list[str]] = {}
     for o in outcomes.values():
         clip_counts[o.video_id] += o.clips
-        if o.file:
-            files.setdefault(o.video_id, []).append(o.file)
-    for video_id, file in shot_files.items():
-        files.setdefault(video_id, []).append(file)
 
     now = datetime.now(UTC).isoformat()
-    processed = [
-        (s, reason, s.video_id not in failed_ids, sorted(files.get(s.video_id, [])))
-        for s, reason in selection.process
-    ]
+    processed = [(s, reason, s.video_id not in failed_ids) for s, reason in selection.process]
     ledger = ledger_table(processed, selection.deleted, previous, pipeline, config.incremental, run_id, now)
-    tables = {"clips": sorted(o.file for o in outcomes.values() if o.file)}
-    if shot_files:
-        tables["shots"] = sorted(shot_files.values())
-    for name, table in [
-        ("videos", videos_table(prepared, list_errors, clip_counts, failed_ids, run_id)),
-        ("errors", errors_table(errors, run_id)),
-        ("ledger", ledger),
-    ]:
-        tables[name] = [store.write_parquet(f"{name}/dt={dt}/part-{run_id}.parquet", table)]
-    replaced = [f for s, _ in selection.process for f in (previous.get(s.uri) or {}).get("files") or []]
+    # a video's rows are replaced when it succeeded, or when it has no good rows to keep
+    keep_old = {s.video_id for s, _, ok in processed if not ok and (previous.get(s.uri) or {}).get("status") == "ok"}
+    tables = RunTables(
+        clip_files=sorted(o.file for o in outcomes.values() if o.file), clip_schema=clip_schema,
+        shot_file=shot_file, shot_schema=SHOTS if config.clips.clip_mode == "shots" else None,
+        replace_ids={s.video_id for s, _, _ in processed} - keep_old,
+        videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id),
+        errors=errors_table(errors, run_id), ledger=ledger,
+    )
 
     ok_videos = [p for p in prepared if p.source.video_id not in failed_ids and p.info]
-    reasons = Counter(reason for _, reason, ok, _ in processed if ok)
+    reasons = Counter(reason for _, reason, ok in processed if ok)
     summary.counts = RunCounts(
         inputs=len(sources) + len(list_errors),
         listed=len(sources),
@@ -304,7 +306,7 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
         new=reasons["new"],
         changed=sum(reasons.values()) - reasons["new"],
         skipped=len(selection.skipped),
-        failed=sum(1 for _, _, ok, _ in processed if not ok),
+        failed=sum(1 for _, _, ok in processed if not ok),
         quarantined=len(selection.quarantined),
         deleted=len(selection.deleted),
         ok=sum(reasons.values()),
@@ -316,8 +318,10 @@ def _run(config: JobConfig, store: OutputStore, summary: RunSummary, started: fl
         ignored_files=ignored,
         resumed_units=len(done),
     )
-    summary.files = {name: [store.path(f) for f in fs_] for name, fs_ in tables.items()}
     summary.status, summary.exit_code = status_for(summary.counts)
     summary.wall_s, summary.pipeline_s = time.time() - started, time.time() - t_pipeline
-    summary.write(store)  # before the commit: a committed run always has its manifest
-    commit(store, run_id, tables, replaced, {"dt": dt, "pipeline": pipeline, "status": summary.status})
+    summary.write(store)  # the outcome, before the commits; the table versions follow once they land
+    summary.table_versions = publish(store, options, app_id_for(summary.job_key), summary.seq, run_id, tables)
+    summary.committed_at = datetime.now(UTC).isoformat()
+    summary.write(store)
+    store.remove_tree(f"{STAGING}/{run_id}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-EMBEDDING_DIM_PLACEHOLDER = "D"
 
-
-def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+def _f(
+    name: str, type_: pa.DataType, doc: str, nullable: bool = True, metadata: dict[str, str] | None = None
+) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc, **(metadata or {})})
 
 
 CLIP_KEY_FIELDS = [
@@ -33,8 +33,10 @@ def classify_fields(embedding_dim: int) -> list[pa.Field]:
         _f("scores", pa.list_(pa.float32()), "probabilities of `labels`, same order"),
         _f(
             "embedding",
-            pa.list_(pa.float32(), embedding_dim),
-            "penultimate-layer features mean-pooled over sampled frames, L2-normalised (D = model feature size)",
+            pa.list_(pa.float32()),
+            "penultimate-layer features mean-pooled over sampled frames, L2-normalised; D floats, D = the model's "
+            "feature size (Delta has no fixed-size list type: readers check D)",
+            metadata={"dim": str(embedding_dim)},
         ),
     ]
 
@@ -109,6 +111,9 @@ ACTION_FIELDS = [
 
 
 RUN_FIELD = _f("run_id", pa.string(), "run that wrote the row (see runs/<run_id>.json)", False)
+PIPELINE_FIELD = _f(
+    "pipeline", pa.string(), "fingerprint of the models and settings that made the row (runs/<run_id>.json has them)", False
+)
 
 # Carried from the decode and inference stages to the driver next to clip columns; never written to clips/.
 RESULT_ERROR_FIELDS = [
@@ -119,7 +124,7 @@ RESULT_ERROR_FIELDS = [
 
 
 def clips_schema(task_fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, RUN_FIELD])
+    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, PIPELINE_FIELD, RUN_FIELD])
 
 
 def result_schema(task_fields: list[pa.Field]) -> pa.Schema:
@@ -189,7 +194,6 @@ LEDGER = pa.schema(
         _f("status", pa.string(), "`ok`, `failed`, `quarantined` (failed `incremental.quarantine_after` runs in a row; skipped until it changes) or `deleted` (no longer listed)", False),
         _f("reason", pa.string(), "why this run touched it: new | changed | retry | backfill | rerun | deleted", False),
         _f("consecutive_failures", pa.int32(), "runs in a row that failed on this version of the video", False),
-        _f("files", pa.list_(pa.string()), "committed clips (and shots) files holding this video's rows, relative to the output root; replaced when it is processed again"),
         _f("updated_at", pa.string(), "UTC time of the run's commit (ISO 8601)", False),
         RUN_FIELD,
     ]
@@ -213,17 +217,11 @@ HEAD_PREDICTIONS = pa.schema(
 )
 
 
-def _type_name(t: pa.DataType) -> str:
-    if pa.types.is_fixed_size_list(t):
-        return f"fixed_size_list<{_type_name(t.value_type)}, {EMBEDDING_DIM_PLACEHOLDER}>"
-    return str(t)
-
-
 def _table_markdown(title: str, schema: pa.Schema) -> str:
     rows = ["| column | type | description |", "|---|---|---|"]
     for f in schema:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
-        rows.append(f"| `{f.name}` | `{_type_name(f.type)}`{'' if f.nullable else ' not null'} | {doc} |")
+        rows.append(f"| `{f.name}` | `{f.type}`{'' if f.nullable else ' not null'} | {doc} |")
     return f"### `{title}`\n\n" + "\n".join(rows)
 
 
@@ -239,7 +237,7 @@ def schema_markdown() -> str:
             _table_markdown("clips/ columns of the head task", pa.schema(head_fields())),
             _table_markdown("videos/", VIDEOS),
             _table_markdown("errors/", ERRORS),
-            _table_markdown("ledger/ (one row per video each time a run touches it; the latest row is its state)", LEDGER),
+            _table_markdown("ledger/ (one row per video: its state, replaced each time a run touches it)", LEDGER),
             _table_markdown("head_predictions/ (`vidbatch apply-head`)", HEAD_PREDICTIONS),
             _table_markdown("shots/ (with clips.clip_mode: shots)", SHOTS),
         ]

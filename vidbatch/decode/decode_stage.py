@@ -141,7 +141,7 @@ def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list])
     arrays = []
     for f in schema:
         col = columns[f.name]
-        if pa.types.is_fixed_size_list(f.type):
+        if pa.types.is_list(f.type) and f.type.value_type == pa.float32():  # numpy rows (embeddings, scores)
             arrays.append(pa.array([None if v is None else np.asarray(v, np.float32) for v in col], type=f.type))
         else:
             arrays.append(pa.array(col, type=f.type))

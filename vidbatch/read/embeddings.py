@@ -19,10 +19,14 @@ class ClipEmbeddings:
 
 
 def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """(N, D) float32 view of a fixed_size_list<float32, D> column without per-row Python objects."""
+    """(N, D) float32 view of a list<float32> column without per-row Python objects. Delta stores embeddings as
+    plain lists, so every row is checked to have the same D."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    dim = arr.type.list_size
-    return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    lengths = pc.list_value_length(arr)
+    dims = pc.unique(lengths).to_pylist()
+    if len(dims) != 1:
+        raise ValueError(f"embeddings of different lengths {sorted(d for d in dims if d is not None)} in one model's clips")
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(arr), dims[0])
 
 
 def load_clip_embeddings(

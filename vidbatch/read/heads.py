@@ -18,8 +18,13 @@ from vidbatch.core.schema import HEAD_PREDICTIONS
 from vidbatch.core.storage import OutputStore
 from vidbatch.infer.linear_head import LinearHead, read_head
 from vidbatch.read.embeddings import load_clip_embeddings
-from vidbatch.store.commits import commit
-from vidbatch.store.committed import commits, live_files
+from vidbatch.store.committed import record_snapshot
+from vidbatch.store.delta import (
+    commit_table,
+    delta_storage_options,
+    in_predicate,
+    open_table,
+)
 from vidbatch.store.manifest import new_run_id
 
 
@@ -94,19 +99,29 @@ def predictions_table(head: LinearHead, head_id: str, clips: pa.Table, embedding
     ).cast(HEAD_PREDICTIONS)
 
 
-def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None = None) -> tuple[int, list[str]]:
-    """Predict every stored clip of the head's embedding model into head_predictions/; returns (rows, files).
+def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None = None) -> tuple[int, int]:
+    """Predict every stored clip of the head's embedding model into head_predictions; returns (rows, version).
 
-    Published like a run: written under `<head_id>/`, then committed, replacing this head's earlier predictions
-    in the same commit, so readers see either the old predictions or the new ones.
+    One commit replaces this head's earlier predictions, so readers see either the old predictions or the new ones;
+    a manifest records the table versions, so readers' snapshots include it.
     """
     head, head_id = read_head(head_path, storage_options)
     stored = load_clip_embeddings(out, ["video_id", "start_s", "end_s"], head.embedding_model, storage_options)
+    if head.weight.shape[1] != stored.matrix.shape[1]:
+        raise ValueError(
+            f"{head_path}: the head takes {head.weight.shape[1]}-dimensional embeddings, the stored ones have "
+            f"{stored.matrix.shape[1]}"
+        )
     table = predictions_table(head, head_id, stored.clips, stored.matrix)
     store = OutputStore(out, storage_options)
-    run_id = f"head-{head_id}-{new_run_id()}"
-    prefix = f"head_predictions/{head_id}/"
-    earlier = [f for f in live_files(commits(store)).get("head_predictions", []) if f.startswith(prefix)]
-    file = store.write_parquet(f"{prefix}part-{run_id}.parquet", table)
-    commit(store, run_id, {"head_predictions": [file]}, earlier, {"head_id": head_id})
-    return table.num_rows, [store.path(file)]
+    options = delta_storage_options(out, storage_options)
+    run_id = f"head-{head_id}-{new_run_id()}"  # names the commit in the table's history
+    app_id = f"vidbatch-head-{head_id}"
+    existing = open_table(out, "head_predictions", options)
+    seq = 1 + ((existing.transaction_version(app_id) or 0) if existing is not None else 0)
+    version = commit_table(
+        out, "head_predictions", table, app_id=app_id, seq=seq, options=options,
+        replace=in_predicate("head_id", [head_id]), metadata={"run_id": run_id},
+    )
+    record_snapshot(out, storage_options, "apply-head", head_id=head_id, head_path=head_path, rows=table.num_rows)
+    return table.num_rows, version

@@ -1,4 +1,4 @@
-"""SQL over a job's committed output with DuckDB: each table is a pyarrow dataset registered as a view.
+"""SQL over a job's committed output with DuckDB: each Delta table's pyarrow dataset registered as a view.
 
 pyarrow reaches object stores through fsspec (s3fs), so DuckDB needs no httpfs extension download; DuckDB
 pushes column selection and filters down into the dataset scan.
@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vidbatch.store.committed import run_manifests, table_dataset
+from vidbatch.store.committed import run_manifests, snapshot_versions, table_dataset
 
 TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions")
 FORMATS = ("table", "csv", "json", "parquet")
@@ -41,11 +41,14 @@ def runs_table(manifests: list[dict[str, Any]]) -> pa.Table:
     return table
 
 
-def connect(out: str, storage_options: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per existing output table (and `runs` from the manifests)."""
+def connect(out: str, storage_options: dict[str, Any] | None = None, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per existing output table, all at the versions of one run (the latest
+    complete run, or `as_of`), and `runs` from the manifests. DuckDB reads each Delta table through deltalake's
+    pyarrow dataset, so no DuckDB extension is needed."""
     con = duckdb.connect()
+    versions = snapshot_versions(out, storage_options, as_of)
     for name in TABLES:
-        ds = table_dataset(out, name, storage_options)
+        ds = table_dataset(out, name, storage_options, versions=versions)
         if ds is not None:
             con.register(name, ds)
     manifests = run_manifests(out, storage_options)
@@ -54,9 +57,9 @@ def connect(out: str, storage_options: dict[str, Any] | None = None) -> duckdb.D
     return con
 
 
-def run_query(out: str, sql: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+def run_query(out: str, sql: str, storage_options: dict[str, Any] | None = None, as_of: str | None = None) -> pa.Table:
     """Raises duckdb.Error with DuckDB's own message for a bad query."""
-    con = connect(out, storage_options)
+    con = connect(out, storage_options, as_of)
     rel = con.sql(sql)
     if rel is None:
         raise duckdb.InvalidInputException("the statement returns no rows; vidbatch query runs SELECT-style queries")

@@ -122,6 +122,8 @@ def search(
             vector = embedder.embed_image(query.image)
         else:
             vector = embedder.embed_video_frame(query.video, query.at_s, storage_options)
+    if len(vector) != stored.matrix.shape[1]:
+        raise ValueError(f"the query embedding has {len(vector)} dimensions, the stored ones {stored.matrix.shape[1]}")
     idx, sims = top_k(stored.matrix, vector, k)
     rows = stored.clips.take(idx).select(["clip_id", "video_uri", "start_s", "end_s", "labels"]).to_pylist()
     return [

@@ -1,6 +1,6 @@
 """The ledger: what the job has done to each video, so a nightly run processes only what is new.
 
-A run appends one ledger row per video it touched; the latest committed row per URI is that video's state.
+The ledger holds one row per video, its state; a run replaces the rows of the videos it touched (in one commit).
 Comparing the listing with that state sorts every listed video into exactly one of: processed (new, changed,
 retry of a failure, backfill after a pipeline change, or rerun in a full run), skipped (unchanged) or quarantined
 (failed `quarantine_after` runs in a row and unchanged since).
@@ -12,26 +12,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vidbatch.config import IncrementalConfig
-from vidbatch.core import retry
 from vidbatch.core.schema import LEDGER
-from vidbatch.core.storage import OutputStore
 from vidbatch.plan.listing import VideoSource
-from vidbatch.store.committed import commits, live_files
+from vidbatch.store.delta import dataset
 
 Reason = Literal["new", "changed", "retry", "backfill", "rerun"]
 
 
-def read_ledger(store: OutputStore) -> dict[str, dict[str, Any]]:
-    """Latest committed row per video URI."""
-    state: dict[str, dict[str, Any]] = {}
-    for rel in live_files(commits(store)).get("ledger", []):
-        data = retry.call(store.retry, store.fs.cat_file, store.path(rel))
-        for row in pq.read_table(pa.BufferReader(data)).to_pylist():
-            state[row["video_uri"]] = row
-    return state
+def read_ledger(out: str, options: dict[str, str] | None) -> dict[str, dict[str, Any]]:
+    """Each video's state, by URI, at the ledger's latest version (not a reader's snapshot: a run must see
+    what other runs committed since)."""
+    ds = dataset(out, "ledger", options)
+    if ds is None:
+        return {}
+    return {row["video_uri"]: row for row in ds.to_table().to_pylist()}
 
 
 @dataclass
@@ -81,12 +77,12 @@ def select(
 
 
 def ledger_table(
-    processed: list[tuple[VideoSource, Reason, bool, list[str]]], deleted: list[dict[str, Any]],
+    processed: list[tuple[VideoSource, Reason, bool]], deleted: list[dict[str, Any]],
     previous: dict[str, dict[str, Any]], pipeline: str, cfg: IncrementalConfig, run_id: str, now: str,
 ) -> pa.Table:
-    """Rows for this run: (source, reason, ok, files) per processed video, plus deletions."""
+    """Rows for this run: (source, reason, ok) per processed video, plus deletions."""
     rows = []
-    for source, reason, ok, files in processed:
+    for source, reason, ok in processed:
         prev = previous.get(source.uri)
         same_version = prev is not None and reason not in ("new", "changed")
         failures = 0 if ok else (prev["consecutive_failures"] if same_version else 0) + 1
@@ -94,8 +90,8 @@ def ledger_table(
         rows.append({
             "video_id": source.video_id, "video_uri": source.uri, "size_bytes": source.size, "version": source.version,
             "fingerprint": source.fingerprint, "pipeline": pipeline, "status": status, "reason": reason,
-            "consecutive_failures": failures, "files": files, "updated_at": now, "run_id": run_id,
+            "consecutive_failures": failures, "updated_at": now, "run_id": run_id,
         })
     for prev in deleted:
-        rows.append({**prev, "status": "deleted", "reason": "deleted", "updated_at": now, "run_id": run_id})
+        rows.append({**{k: prev[k] for k in LEDGER.names}, "status": "deleted", "reason": "deleted", "updated_at": now, "run_id": run_id})
     return pa.Table.from_pylist(rows, schema=LEDGER)

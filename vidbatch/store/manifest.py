@@ -64,12 +64,15 @@ class RunSummary:
     pipeline_s: float  # after Ray start-up: listing, probing, decoding, inference, writing
     config: dict[str, Any]
     versions: dict[str, str] = field(default_factory=package_versions)
-    files: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None  # why a crashed run stopped
     dt: str = ""  # partition date of the run's files (UTC day it started)
     pipeline: str = ""  # pipeline fingerprint (vidbatch.store.fingerprint)
     pipeline_identity: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False  # finished the staged work of a killed attempt with the same run_id
+    job_key: str = ""  # inputs, pipeline and mode: runs with the same key resume each other and share a lease
+    seq: int = 0  # the job's run sequence number: with the job key, the app transaction of every table commit
+    table_versions: dict[str, int] = field(default_factory=dict)  # every output table's version once committed
+    committed_at: str | None = None  # when the last table commit landed; readers use committed runs only
 
     @property
     def throughput(self) -> dict[str, float]:

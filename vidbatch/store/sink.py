@@ -10,24 +10,24 @@ import pyarrow.compute as pc
 from vidbatch.core.errors import ErrorRow
 from vidbatch.core.storage import OutputStore
 from vidbatch.plan.prepare import PreparedVideo
-from vidbatch.store.commits import UnitOutcome, record_unit
+from vidbatch.store.commits import UnitOutcome, record_unit, unit_file
 
 
 @dataclass(frozen=True)
 class UnitTarget:
     key: str
     video_id: str
-    file: str  # deterministic clips file, relative to the output root
+    file: str  # the unit's staged clip rows, relative to the output root
     clip_index: dict[str, int]  # clip_id -> clip_index, the clips the unit must account for
 
 
-def unit_targets(prepared: list[PreparedVideo], pipeline: str, dt: str) -> dict[str, UnitTarget]:
-    """Each work unit's key and file name, from the video's content fingerprint, the unit and the pipeline."""
+def unit_targets(prepared: list[PreparedVideo], pipeline: str, run_id: str) -> dict[str, UnitTarget]:
+    """Each work unit's key, from the video's content fingerprint, the unit and the pipeline, and its staging file."""
     targets = {}
     for p in prepared:
         for u in p.units:
             key = hashlib.sha1(f"{p.source.fingerprint}|{u.unit_index}|{pipeline}".encode()).hexdigest()[:20]
-            file = f"clips/dt={dt}/pipeline={pipeline}/part-{u.video_id}-{u.unit_index:05d}-{key[:8]}.parquet"
+            file = unit_file(run_id, key)
             targets[key] = UnitTarget(key, u.video_id, file, {c.clip_id: c.clip_index for c in u.clips})
     return targets
 
@@ -37,10 +37,11 @@ class UnitSink:
     so a killed run loses at most the units in flight."""
 
     def __init__(
-        self, store: OutputStore, run_id: str, schema: pa.Schema, targets: dict[str, UnitTarget], staged: set[str]
+        self, store: OutputStore, run_id: str, pipeline: str, schema: pa.Schema, targets: dict[str, UnitTarget],
+        staged: set[str],
     ):
         """staged: units a killed attempt of this run already finished; they are neither expected nor written."""
-        self.store, self.run_id, self.schema = store, run_id, schema
+        self.store, self.run_id, self.pipeline, self.schema = store, run_id, pipeline, schema
         self.targets = targets
         self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
         self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
@@ -70,7 +71,8 @@ class UnitSink:
 
     def _finish(self, target: UnitTarget) -> None:
         table = pa.concat_tables(self.rows.pop(target.key)).sort_by("clip_index")
-        table = table.append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
+        for name, value in (("pipeline", self.pipeline), ("run_id", self.run_id)):
+            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
         file = None
         if table.num_rows:
             file = self.store.write_parquet(target.file, table.select(self.schema.names).cast(self.schema))

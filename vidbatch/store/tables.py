@@ -1,15 +1,15 @@
-"""The per-run tables written beside the clips: one `videos` row per input, one `shots` file per video."""
+"""The per-run tables besides the clips: one `videos` row per input, and the run's shots."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vidbatch.core.errors import ErrorRow
 from vidbatch.core.schema import SHOTS, VIDEOS
 from vidbatch.core.storage import OutputStore
 from vidbatch.plan.prepare import PreparedVideo
+from vidbatch.store.commits import STAGING
 
 
 def videos_table(
@@ -34,14 +34,8 @@ def videos_table(
     return pa.Table.from_pylist(rows, schema=VIDEOS)
 
 
-def write_shots(
-    store: OutputStore, shots: pa.Table, prepared: list[PreparedVideo], pipeline: str, dt: str
-) -> dict[str, str]:
-    """One shots file per video, named like its clip files, so re-processing the video replaces it (see ledger)."""
-    fingerprints = {p.source.video_id: p.source.fingerprint for p in prepared}
-    files = {}
-    for video_id in sorted(set(shots["video_id"].to_pylist())):
-        rows = shots.filter(pc.equal(shots["video_id"], video_id)).sort_by("shot_index")
-        name = f"shots/dt={dt}/pipeline={pipeline}/part-{video_id}-{fingerprints[video_id][:8]}.parquet"
-        files[video_id] = store.write_parquet(name, rows.cast(SHOTS))
-    return files
+def stage_shots(store: OutputStore, shots: pa.Table, run_id: str) -> str | None:
+    """The run's shots, staged beside its clip rows and committed with them (replacing each video's earlier shots)."""
+    if shots.num_rows == 0:
+        return None
+    return store.write_parquet(f"{STAGING}/{run_id}/shots.parquet", shots.sort_by([("video_id", "ascending"), ("shot_index", "ascending")]).cast(SHOTS))
