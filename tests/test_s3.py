@@ -83,3 +83,15 @@ def test_transient_faults_are_retried(s3_run, s3_endpoint, bucket, mobilenet_wei
     assert proxy.injected["503"] > 0 and proxy.injected["reset"] > 0
     assert (summary.counts.ok, summary.counts.failed, summary.counts.clips) == (3, 1, 10)
     assert_same_rows(clip_rows("s3://vb-test/out-faults", options), clip_rows("s3://vb-test/out", options))
+
+
+def test_optimize_and_vacuum_on_s3(s3_run, s3_endpoint):
+    from vidbatch.store.maintenance import optimize_output, vacuum_output
+
+    _, options = s3_endpoint
+    before = clip_rows("s3://vb-test/out", options)
+    metrics = optimize_output("s3://vb-test/out", options, ["video_id"])
+    assert "clips" in metrics
+    removed = vacuum_output("s3://vb-test/out", options, retain_hours=0, dry_run=False)
+    assert removed["clips"]  # the pre-compaction files
+    assert_same_rows(clip_rows("s3://vb-test/out", options), before)

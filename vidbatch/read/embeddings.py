@@ -42,6 +42,7 @@ def load_clip_embeddings(
         raise ValueError(f"{out}: no clips with embeddings (run the job with the classify task)")
     wanted = list(dict.fromkeys(["clip_id", "model", "embedding", *columns]))
     table = ds.to_table(columns=[c for c in wanted if c in ds.schema.names], filter=pc.field("embedding").is_valid())
+    table = table.sort_by("clip_id")  # one order whatever the files' order: heads train on the same split every time
     models = sorted(set(table["model"].to_pylist()))
     if model is not None:
         if model not in models:

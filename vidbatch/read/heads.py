@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 
 from vidbatch.core.schema import HEAD_PREDICTIONS
-from vidbatch.core.storage import OutputStore
 from vidbatch.infer.linear_head import LinearHead, read_head
 from vidbatch.read.embeddings import load_clip_embeddings
 from vidbatch.store.committed import record_snapshot
@@ -55,7 +54,8 @@ def train_head(
     out: str, labels: dict[str, str], test_fraction: float = 0.25, seed: int = 0,
     model: str | None = None, storage_options: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fit multinomial logistic regression on the labelled clips' embeddings; accuracy on a stratified hold-out."""
+    """Multinomial logistic regression on the labelled clips' embeddings: the accuracy comes from a fit on a
+    stratified split, the saved head from a fit on all of them."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -77,9 +77,14 @@ def train_head(
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, stratify=y, random_state=seed)
     # unit-norm embeddings give tiny logits that the default L2 penalty flattens into "always the majority class":
     # standardise the features (folded into the linear head below) and balance the classes
-    scaler = StandardScaler().fit(x_train)
-    fitted = LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(x_train), y_train)
+    def fit(xs: np.ndarray, ys: np.ndarray) -> tuple[Any, Any]:
+        scaler = StandardScaler().fit(xs)
+        return LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(xs), ys), scaler
+
+    fitted, scaler = fit(x_train, y_train)
     accuracy = float(fitted.score(scaler.transform(x_test), y_test))
+    # the accuracy estimates the held-out error; the saved head then learns from every labelled clip
+    fitted, scaler = fit(x, y)
     head = LinearHead.from_sklearn(fitted, scaler, stored.model, accuracy)
     return TrainResult(head, len(y_train), len(y_test), accuracy)
 
@@ -113,7 +118,6 @@ def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None 
             f"{stored.matrix.shape[1]}"
         )
     table = predictions_table(head, head_id, stored.clips, stored.matrix)
-    store = OutputStore(out, storage_options)
     options = delta_storage_options(out, storage_options)
     run_id = f"head-{head_id}-{new_run_id()}"  # names the commit in the table's history
     app_id = f"vidbatch-head-{head_id}"
