@@ -135,9 +135,12 @@ def test_shot_model_stage_raises_systemic_errors(monkeypatch):
     actor = stages.ShotModelActor(ShotsConfig(device="cpu", num_cpus=torch.get_num_threads()))
     with pytest.raises(TypeError):
         actor(shot_batch())
-    actor.detector = BrokenDetector(ValueError("same failure on every video"))
-    with pytest.raises(SystemicError, match="ValueError"):
+    actor.detector = BrokenDetector(torch.OutOfMemoryError("CUDA out of memory"))
+    with pytest.raises(torch.OutOfMemoryError):
         actor(shot_batch())
+    actor.detector = BrokenDetector(ValueError("odd video"))  # input-caused: error rows
+    out = actor(shot_batch())
+    assert [json.loads(e)["stage"] for e in out["error_json"]] == ["infer", "infer"]
 
 
 def test_shot_decode_stage_raises_programming_errors(monkeypatch):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from vidbatch.core.errors import ErrorRow
+
 # failures of the code, never of a video; PyAV reports bad input as its own FFmpegError types
 PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
     TypeError, AttributeError, NameError, ImportError, AssertionError, NotImplementedError, SyntaxError, RecursionError,
@@ -38,21 +40,13 @@ def is_systemic(exc: BaseException) -> bool:
     return isinstance(exc, (SystemicError, torch.OutOfMemoryError, *PROGRAMMING_ERRORS)) or is_device_fault(exc)
 
 
-def raise_if_systemic(exc: BaseException) -> None:
-    """For an `except` that turns input failures into error rows: the run's own failures go on up."""
-    if is_systemic(exc):
-        raise exc
-
-
-def common_failure(errors: list[BaseException], video_ids: list[str]) -> SystemicError | None:
-    """Every item of a batch failed with one error type, and the items come from several videos: the model or the
-    code fails, not the inputs (a single broken video failing throughout stays that video's problem)."""
-    if len(errors) < 2 or len(errors) != len(video_ids) or len(set(video_ids)) < 2:
+def common_failure(errors: list[ErrorRow], attempted: int) -> SystemicError | None:
+    """Every one of `attempted` items failed with one error type, and they come from several videos: the model or
+    the code fails, not the inputs (one broken video failing throughout stays that video's problem)."""
+    videos = {e.video_id for e in errors}
+    if len(errors) < max(2, attempted) or len(videos) < 2 or len({e.error_type for e in errors}) > 1:
         return None
-    kinds = {type(e) for e in errors}
-    if len(kinds) > 1:
-        return None
-    first = errors[0]
     return SystemicError(
-        f"every item of a batch from {len(set(video_ids))} videos failed with {type(first).__name__}: {first}"
+        f"all {len(errors)} items of a batch from {len(videos)} videos failed with {errors[0].error_type}: "
+        f"{errors[0].message}"
     )
