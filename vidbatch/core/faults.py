@@ -15,7 +15,7 @@ from vidbatch.core.errors import ErrorRow
 PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
     TypeError, AttributeError, NameError, ImportError, AssertionError, NotImplementedError, SyntaxError, RecursionError,
 )
-# torch raises plain RuntimeErrors for some CUDA library failures; these prefixes are theirs
+# torch raises plain RuntimeErrors for some CUDA library failures (wrapped once more inside TorchScript); their words
 _CUDA_MESSAGES = ("CUDA error", "CUDA driver error", "cuDNN error", "CUBLAS_STATUS", "CUDNN_STATUS", "CUFFT_")
 
 
@@ -30,7 +30,7 @@ class DeviceUnavailable(SystemicError):
 def is_device_fault(exc: BaseException) -> bool:
     """A CUDA runtime error: the process's CUDA context may be unusable from now on (sticky errors)."""
     return isinstance(exc, torch.AcceleratorError) or (
-        isinstance(exc, RuntimeError) and str(exc).startswith(_CUDA_MESSAGES)
+        isinstance(exc, RuntimeError) and any(m in str(exc) for m in _CUDA_MESSAGES)
     )
 
 
