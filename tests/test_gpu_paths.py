@@ -174,3 +174,27 @@ def test_a_gpu_that_cannot_be_used_fails_the_run(stage, video_dir: Path, mobilen
     assert "CUDA_VISIBLE_DEVICES='0'" in output and "driver: " in output
     (manifest,) = (out / "runs").glob("*.json")
     assert json.loads(manifest.read_text())["status"] == "crashed"
+
+
+class CudaFault(torch.nn.Module):
+    """A segmenter whose forward fails as a broken GPU does (a sticky CUDA error), on any input."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+
+
+@pytest.mark.e2e
+def test_a_cuda_fault_restarts_the_actor_then_ends_the_run(video_dir: Path, tmp_path: Path, ray_tmp):
+    """The actor's process exits on a CUDA error, so Ray restarts it and retries the batch; a fault that persists
+    uses up ACTOR_RESTARTS and the run exits 1 instead of writing `infer` error rows."""
+    model = tmp_path / "fault.pt"
+    torch.jit.save(torch.jit.script(CudaFault()), str(model))
+    out = tmp_path / "out"
+    args = [str(video_dir / "a.mp4"), "-o", str(out), "--show", "0", "--set", "ray.num_cpus=2",
+            "--set", "ray.progress_bars=false",
+            "--set", f"tasks=[{{task: segment, model: torchscript, weights: null, weights_path: {model}}}]"]
+    proc = vidbatch_run(args, ray_tmp)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert not list(out.glob("errors/**/*.parquet"))  # no error rows were written: the run crashed, resumable
+    died = {p for p in Path(ray_tmp).glob("ray/session_*/logs/worker-*.err") if "(injected)" in p.read_text()}
+    assert len(died) >= 2, died  # the first process, then at least one restarted one

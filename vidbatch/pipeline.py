@@ -117,6 +117,19 @@ def _restarting_on_device_fault(actor_cls: type) -> type:
     return Restarting
 
 
+def _map_with_actor_pool(
+    ds: ray.data.Dataset, actor_cls: type, constructor_kwargs: dict[str, Any], batch_size: int, request: PoolRequest,
+    num_cpus: float, cluster_gpus: float,
+) -> ray.data.Dataset:
+    with warnings.catch_warnings():
+        # Ray 2.60 takes max_restarts / max_task_retries only through its deprecated **ray_remote_args
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(
+            _restarting_on_device_fault(actor_cls), fn_constructor_kwargs=constructor_kwargs, batch_size=batch_size,
+            batch_format="numpy", **_pool_args(request, num_cpus, cluster_gpus),
+        )
+
+
 def _pool_args(request: PoolRequest, num_cpus: float, cluster_gpus: float) -> dict[str, Any]:
     """map_batches arguments of an actor pool. Ray 2.60 no longer hides GPUs from zero-GPU workers, so a CPU pool
     on a cluster with GPUs is given none to see: nothing in it can touch cuda:0 unreserved."""
@@ -154,15 +167,12 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     inf = config.inference
     cluster_gpus = _cluster_gpus()
     request = _request(inf, cluster_gpus)
-    return ds.map_batches(
-        _restarting_on_device_fault(ClipInferenceActor),
-        fn_constructor_kwargs={
-            "tasks": config.tasks, "cfg": inf.model_copy(update={"device": request.device}),
-            "storage_options": config.storage_options or None,
-        },
-        batch_size=clips_per_call(inf, request.device, k),
-        batch_format="numpy",
-        **_pool_args(request, inf.num_cpus, cluster_gpus),
+    constructor = {
+        "tasks": config.tasks, "cfg": inf.model_copy(update={"device": request.device}),
+        "storage_options": config.storage_options or None,
+    }
+    return _map_with_actor_pool(
+        ds, ClipInferenceActor, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
     )
 
 
@@ -237,10 +247,9 @@ def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) 
         if get_detector(sh.detector).needs_model:
             cluster_gpus = _cluster_gpus()
             request = _request(sh, cluster_gpus)
-            ds = ds.map_batches(
-                _restarting_on_device_fault(ShotModelActor),
-                fn_constructor_kwargs={"shots": sh.model_copy(update={"device": request.device})},
-                batch_size=1, batch_format="numpy", **_pool_args(request, sh.num_cpus, cluster_gpus),
+            ds = _map_with_actor_pool(
+                ds, ShotModelActor, {"shots": sh.model_copy(update={"device": request.device})}, 1, request,
+                sh.num_cpus, cluster_gpus,
             )
         results = ds.drop_columns(["frames"]).take_all()
     return replan_with_shots(

@@ -15,7 +15,9 @@ from vidbatch.core.errors import ErrorRow
 PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
     TypeError, AttributeError, NameError, ImportError, AssertionError, NotImplementedError, SyntaxError, RecursionError,
 )
-# torch raises plain RuntimeErrors for some CUDA library failures (wrapped once more inside TorchScript); their words
+# torch >= 2.8 raises CUDA runtime errors as torch.AcceleratorError; older releases, CUDA libraries and TorchScript
+# (which wraps them once more) raise plain RuntimeErrors or torch.jit.Error, told apart by these words
+_ACCELERATOR_ERROR = getattr(torch, "AcceleratorError", None)
 _CUDA_MESSAGES = ("CUDA error", "CUDA driver error", "cuDNN error", "CUBLAS_STATUS", "CUDNN_STATUS", "CUFFT_")
 
 
@@ -29,8 +31,8 @@ class DeviceUnavailable(SystemicError):
 
 def is_device_fault(exc: BaseException) -> bool:
     """A CUDA runtime error: the process's CUDA context may be unusable from now on (sticky errors)."""
-    return isinstance(exc, torch.AcceleratorError) or (
-        isinstance(exc, RuntimeError) and any(m in str(exc) for m in _CUDA_MESSAGES)
+    return (_ACCELERATOR_ERROR is not None and isinstance(exc, _ACCELERATOR_ERROR)) or (
+        isinstance(exc, (RuntimeError, torch.jit.Error)) and any(m in str(exc) for m in _CUDA_MESSAGES)
     )
 
 
