@@ -25,7 +25,7 @@ MIN_DRIVER = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
 _DRIVER_FILE = Path("/proc/driver/nvidia/version")
 
 
-def _driver_version() -> str:
+def driver_version() -> str:
     """The kernel driver's version, from the file the driver writes or from nvidia-smi; or why neither told it."""
     if _DRIVER_FILE.is_file():
         first = _DRIVER_FILE.read_text().splitlines()[0]  # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06 ..."
@@ -49,7 +49,7 @@ def cuda_report(cause: BaseException) -> str:
     return (
         f"this process was given a GPU but torch cannot use it: {type(cause).__name__}: {cause} | "
         f"torch {torch.__version__} is built for CUDA {cuda or 'none (a CPU build)'}"
-        f"{f', which needs NVIDIA driver >= {needs}' if needs else ''} | driver: {_driver_version()} | "
+        f"{f', which needs NVIDIA driver >= {needs}' if needs else ''} | driver: {driver_version()} | "
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
     )
 
