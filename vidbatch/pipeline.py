@@ -121,6 +121,7 @@ def _map_with_actor_pool(
     ds: ray.data.Dataset, actor_cls: type, constructor_kwargs: dict[str, Any], batch_size: int, request: PoolRequest,
     num_cpus: float, cluster_gpus: float,
 ) -> ray.data.Dataset:
+    """An actor pool stage: what it asks for (request), restarts on CUDA faults, bounded restarts and retries."""
     with warnings.catch_warnings():
         # Ray 2.60 takes max_restarts / max_task_retries only through its deprecated **ray_remote_args
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")

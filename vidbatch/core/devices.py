@@ -5,10 +5,10 @@ the GPU it holds sits idle. What an actor pool asks Ray for is decided once, on 
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,8 +17,6 @@ import numpy as np
 import torch
 
 from vidbatch.core.faults import DeviceUnavailable
-
-logger = logging.getLogger("vidbatch")
 
 # oldest NVIDIA driver each CUDA major release runs on (NVIDIA's CUDA toolkit release notes, minor-version compatibility)
 MIN_DRIVER = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
@@ -31,14 +29,14 @@ def driver_version() -> str:
         first = _DRIVER_FILE.read_text().splitlines()[0]  # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06 ..."
         words = first.split("Kernel Module")[-1].split()
         return words[0] if words else first
-    if shutil.which("nvidia-smi"):
-        result = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
-        )
-        return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else (
-            f"unknown (nvidia-smi failed: {(result.stderr or result.stdout).strip()[:200]})"
-        )
-    return f"none found (no {_DRIVER_FILE}, no nvidia-smi on PATH)"
+    if not shutil.which("nvidia-smi"):
+        return f"none found (no {_DRIVER_FILE}, no nvidia-smi on PATH)"
+    result = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        return f"unknown (nvidia-smi failed: {(result.stderr or result.stdout).strip()[:200]})"
+    return result.stdout.strip().splitlines()[0]
 
 
 def cuda_report(cause: BaseException) -> str:
@@ -61,15 +59,17 @@ def granted_gpu() -> bool:
 
 def cuda_device() -> torch.device:
     """The process's first visible GPU, after checking torch can use it (CUDA initialises here, not in the first
-    forward pass); logs its name."""
+    forward pass); prints its name."""
     try:
         torch.cuda.init()
         name = torch.cuda.get_device_name(0)
     except (RuntimeError, AssertionError) as e:  # AssertionError: a torch built without CUDA
         raise DeviceUnavailable(cuda_report(e)) from e
-    logger.info(
-        "running on cuda:0, %s (torch %s, CUDA %s, CUDA_VISIBLE_DEVICES=%r)",
-        name, torch.__version__, torch.version.cuda, os.environ.get("CUDA_VISIBLE_DEVICES"),
+    # stderr, not logging: Ray shows an actor's stderr in the driver's log (prefixed with actor and pid) and keeps it
+    # in the worker's log file, while INFO log records of a worker process go nowhere by default
+    print(
+        f"vidbatch: running on cuda:0, {name} (torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})", file=sys.stderr, flush=True,
     )
     return torch.device("cuda", 0)
 

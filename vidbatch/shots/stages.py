@@ -62,7 +62,7 @@ class ShotDecodeStage:
 
 class ShotModelActor:
     """Rows with frames in, rows with shots out; one model load per actor. A video the model fails on becomes an
-    `infer` error; a bug, a CUDA error or out of memory ends the run."""
+    `infer` error; a bug, a CUDA error or out of memory goes on up (systemic)."""
 
     def __init__(self, shots: ShotsConfig):
         if pick_device(shots.device).type == "cpu":
