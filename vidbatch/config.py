@@ -131,7 +131,7 @@ class InferenceConfig(StrictModel):
     )
     frames_per_call: int | None = Field(
         None, gt=0, description="Frames handed to an actor per Ray call, at least one forward batch; default 512 on "
-        "CUDA (a GPU finishes 64 frames before Ray has the next call ready), 64 on CPU."
+        "CUDA, so that Ray's per-call cost does not leave the GPU idle; one forward batch on CPU."
     )
     num_actors: int | None = Field(
         None, gt=0, description="Actors in the pool: a GPU pool grows from 1 up to this many (default: as many as the "

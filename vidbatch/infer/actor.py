@@ -32,14 +32,15 @@ from vidbatch.plan.frame_plan import (
 
 DEFAULT_FORWARD_BATCH = {"cuda": 64, "cpu": 16}
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# frames handed to an actor per Ray call: on a GPU a call of 64 frames is over before Ray's per-call cost is
-FRAMES_PER_CALL = {"cuda": 512, "cpu": 64}
+FRAMES_PER_GPU_CALL = 512  # per Ray call to a GPU actor: Ray's per-call cost must not leave the GPU idle between calls
 
 
 def clips_per_call(cfg: InferenceConfig, device: Literal["cpu", "cuda"], frames_per_clip: int) -> int:
-    """Ray Data's batch size for the actor pool: frames_per_call (never fewer than one forward batch) in clips."""
-    frames = max(cfg.frames_per_call or FRAMES_PER_CALL[device], cfg.batch_size or DEFAULT_FORWARD_BATCH[device])
-    return max(1, frames // frames_per_clip)
+    """Ray Data's batch size for the actor pool, in clips: frames_per_call, by default 512 frames on a GPU and one
+    forward batch on the CPU (which is busy anyway; small calls reach the writer sooner), never below one forward."""
+    forward = cfg.batch_size or DEFAULT_FORWARD_BATCH[device]
+    frames = cfg.frames_per_call or (FRAMES_PER_GPU_CALL if device == "cuda" else forward)
+    return max(1, max(frames, forward) // frames_per_clip)
 
 
 def _smaller_forward(task: ClipTask, batch_size: int, lengths: list[int]) -> int | None:
