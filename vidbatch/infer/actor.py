@@ -45,8 +45,8 @@ def clips_per_call(cfg: InferenceConfig, device: Literal["cpu", "cuda"], frames_
 
 def _smaller_forward(task: ClipTask, batch_size: int, lengths: list[int]) -> int | None:
     """The largest halving of batch_size that shrinks the task's largest forward pass, or None at the smallest.
-    Halvings that run the same forward again (a detector takes one clip at a time, so below 64 frames a batch of
-    8-frame clips does not shrink until 4) would only run out of memory again."""
+    Halvings that run the same forward again would only run out of memory again: a detector takes one clip at a
+    time, so with 8-frame clips batch sizes 64, 32, 16 and 8 all run 8-frame forwards (64 goes straight to 4)."""
     largest = task.largest_forward(batch_size, lengths)
     batch_size //= 2
     while batch_size >= 1 and task.largest_forward(batch_size, lengths) >= largest:
