@@ -46,8 +46,8 @@ from vidbatch.config import JobConfig  # noqa: E402
 from vidbatch.core.schema import result_schema  # noqa: E402
 from vidbatch.decode.decode_stage import DecodeStage, result_table  # noqa: E402
 from vidbatch.infer.actor import (  # noqa: E402
-    FRAMES_PER_ACTOR_CALL,
     ClipInferenceActor,
+    clips_per_call,
     frame_spec_for,
     task_output_fields,
     task_stacks,
@@ -98,7 +98,7 @@ def stream_seconds(config: JobConfig, units: list[str], per_task_pools: bool) ->
         DecodeStage(frame_spec_for(config.tasks), config.decode.strategy, config.decode.threads, layout.total, None, layout),
         batch_size=1, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20,
     )
-    batch_size = max(1, (inf.batch_size or FRAMES_PER_ACTOR_CALL) // layout.total)
+    batch_size = clips_per_call(inf, "cpu", layout.total)
     if per_task_pools:
         for i in range(len(config.tasks)):
             ds = ds.map_batches(OneTaskActor, fn_constructor_kwargs={"config": config, "index": i}, batch_size=batch_size,

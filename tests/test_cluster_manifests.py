@@ -269,8 +269,11 @@ def _entrypoint_paths() -> set[str]:
 
 
 def test_jobs_ask_for_the_gpus_their_cluster_can_add():
-    """Autoscaling clusters start without GPU nodes, and vidbatch picks GPU actors by default only when GPUs are
-    already there: each job asks for them, and for no more actors than the cluster's GPU workers can hold."""
+    """Autoscaling clusters start without GPU nodes: each job asks for GPU actors by device, for inference and for
+    the TransNetV2 shot detector alike, and for no more actors than the cluster's GPU workers can hold."""
+    from vidbatch.core.devices import pool_request
+    from vidbatch.job import load_config
+
     aws = _yaml("aws.yaml")["available_node_types"].values()
     kuberay = _yaml("kuberay/raycluster.yaml")["spec"]["workerGroupSpecs"]
     max_gpus = {
@@ -279,9 +282,29 @@ def test_jobs_ask_for_the_gpus_their_cluster_can_add():
     }
     for cluster, commands in _job_commands().items():
         for args in commands:
-            sets = dict(s.split("=", 1) for s in _options(args, "--set"))
-            assert float(sets["inference.num_gpus"]) >= 1, args
-            assert 0 < int(sets["inference.num_actors"]) * float(sets["inference.num_gpus"]) <= max_gpus[cluster], args
+            cfg = load_config(ROOT / "examples" / "nightly.yaml", sets=_options(args, "--set"))
+            for pool in (cfg.inference, cfg.shots):
+                assert pool.device == "cuda", args  # not auto: the request must not depend on today's GPUs
+                request = pool_request(pool.device, pool.num_gpus, pool.num_actors, cluster_gpus=0)
+                assert request.num_gpus >= 1 and 0 < request.max_size * request.num_gpus <= max_gpus[cluster], args
+
+
+def test_gpu_nodes_pair_the_driver_with_torchs_cuda_build():
+    """torch 2.14.1 is a CUDA 13.0 build: GPU nodes boot a pinned image and check driver >= 580 before Ray runs
+    there (AWS), or only schedule onto nodes labelled with such a driver and run the CUDA 13.0 image (KubeRay)."""
+    types = _yaml("aws.yaml")["available_node_types"]
+    gpu_types = [t for t in types.values() if t["resources"].get("GPU")]
+    for node in gpu_types:
+        assert node["node_config"]["ImageId"].startswith(("ami-", "resolve:ssm:"))
+        assert any("nvidia-smi" in c and "580" in c for c in node["initialization_commands"])
+        assert any("torch.version.cuda" in c and "13." in c for c in node["worker_setup_commands"])
+        assert node["docker"]["worker_image"].endswith("-cu130")
+    assert re.search(r"^FROM rayproject/ray:\S+-cu130$", (CLUSTER / "Dockerfile").read_text(), re.M)
+    for group in _yaml("kuberay/raycluster.yaml")["spec"]["workerGroupSpecs"]:
+        if int(group["rayStartParams"]["num-gpus"]):
+            terms = group["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            (expr,) = [e for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]]
+            assert expr == {"key": "nvidia.com/cuda.driver.major", "operator": "Gt", "values": ["579"]}
 
 
 def test_entrypoints_name_files_that_exist():

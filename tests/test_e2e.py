@@ -183,7 +183,7 @@ def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_session, v
     ("settings", "message"),
     [
         (["tasks=[]", "decode.num_cpus=3"], "decode.num_cpus (3) exceeds the Ray cluster's 2 CPUs"),
-        (["inference.num_gpus=1"], "inference asks for GPUs (num_gpus=1.0, device=auto), the cluster has 0"),
+        (["inference.num_gpus=1"], "inference asks for GPUs (1 actor x num_gpus=1, device=auto), the cluster has 0"),
     ],
 )
 def test_unschedulable_requests_are_refused(ray_session, video_dir: Path, tmp_path: Path, settings, message):

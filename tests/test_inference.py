@@ -1,4 +1,5 @@
-"""The inference actor without Ray: error rows pass through, padding is ignored, OOM halves the batch."""
+"""The inference actor without Ray: error rows pass through, padding is ignored, out of memory halves the forward
+batch (remembered per task, only where it shrinks the forward) without changing results."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,24 +39,70 @@ def test_error_rows_pass_through_and_padding_is_ignored(actor):
 
 
 class OomAbove:
-    """A task whose forward pass runs out of memory above a batch size, like a GPU would."""
+    """Runs out of memory in any forward pass of more than `limit` frames, like a GPU would, else predicts with
+    `task` (or a stub)."""
 
-    def __init__(self, limit: int):
-        self.limit, self.seen = limit, []
+    precisions = frozenset()
+
+    def __init__(self, limit: int, task=None, per_clip: bool = False):
+        self.limit, self.task, self.per_clip, self.seen = limit, task, per_clip, []
+
+    def largest_forward(self, batch_size, clip_lengths):
+        return min(batch_size, max(clip_lengths) if self.per_clip else sum(clip_lengths))
 
     def predict(self, frames, lengths, batch_size, geometry=None):
         self.seen.append(batch_size)
-        if batch_size > self.limit:
+        if self.largest_forward(batch_size, lengths) > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return {"n": [len(lengths)]}
+        return self.task.predict(frames, lengths, batch_size, geometry) if self.task else {"n": [len(lengths)]}
 
 
-def test_out_of_memory_halves_the_batch(actor):
-    task = OomAbove(limit=1)
-    assert actor._predict(task, torch.zeros(1), [1]) == {"n": [1]}
-    assert task.seen == [4, 2, 1]
-    with pytest.raises(torch.OutOfMemoryError):
-        actor._predict(OomAbove(limit=0), torch.zeros(1), [1])
+def with_task(actor, task):
+    real, actor.tasks, actor.working_batch = actor.tasks, [task], {}
+    return real
+
+
+def test_out_of_memory_halves_the_batch_and_remembers_the_size_that_fit(actor):
+    real = with_task(actor, OomAbove(limit=1))
+    try:
+        assert actor._predict(0, torch.zeros(8), [8]) == {"n": [1]}
+        assert actor.tasks[0].seen == [4, 2, 1] and actor.working_batch == {0: 1}
+        assert actor._predict(0, torch.zeros(8), [8]) == {"n": [1]}
+        assert actor.tasks[0].seen == [4, 2, 1, 1]  # the next batch starts at the size that fit
+    finally:
+        actor.tasks = real
+        actor.working_batch = {}
+
+
+def test_halving_skips_sizes_that_run_the_same_forward(actor):
+    """A per-clip task over 2-frame clips runs 2-frame forwards at batch 4 and 2 alike: 4 -> 1 directly."""
+    real = with_task(actor, OomAbove(limit=1, per_clip=True))
+    try:
+        actor._predict(0, torch.zeros(6), [2, 2, 2])
+        assert actor.tasks[0].seen == [4, 1]
+        actor.tasks, actor.working_batch = [OomAbove(limit=0)], {}
+        with pytest.raises(torch.OutOfMemoryError):  # at the smallest forward: systemic, goes on up
+            actor._predict(0, torch.zeros(1), [1])
+    finally:
+        actor.tasks = real
+        actor.working_batch = {}
+
+
+def test_results_after_out_of_memory_equal_an_unforced_run(actor):
+    batch = frames_batch([clip_row(0, 3, 40), clip_row(1, 2, 200), clip_row(2, 4, 90)], k=4, spec=SPEC)
+    unforced = actor(batch).to_pylist()
+    forced = OomAbove(limit=2, task=actor.tasks[0])
+    real = with_task(actor, forced)
+    try:
+        rows = actor(batch).to_pylist()
+        assert forced.seen == [4, 2] and actor.working_batch == {0: 2}
+    finally:
+        actor.tasks = real
+        actor.working_batch = {}
+    assert [r["labels"] for r in rows] == [r["labels"] for r in unforced]
+    for got, want in zip(rows, unforced):
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+        assert np.allclose(got["embedding"], want["embedding"], atol=1e-5)
 
 
 class FailsOnWhite:

@@ -243,3 +243,79 @@ def test_columns_are_typed_for_duckdb(models, red_video, tmp_path):
     ).fetchall()
     assert [(c, label) for c, label, _ in rows] == [("c0", "class_1"), ("c0", "class_1")]
     assert isinstance(table.schema.field("det_counts").type, pa.ListType)
+
+
+SYNCS = ("cpu", "tolist", "item", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+def host_syncs(monkeypatch, run) -> int:
+    """Calls that copy a tensor to the host (each one waits for a GPU) made while `run()` runs."""
+    calls = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            calls.append(1)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    try:
+        run()
+    finally:
+        monkeypatch.undo()
+    return len(calls)
+
+
+@pytest.mark.parametrize("task", ["classify", "segment", "detect", "action"])
+def test_results_leave_the_device_once_per_batch_not_per_clip(task, models, mobilenet_weights, monkeypatch):
+    from vidbatch.infer.tasks import get_task
+
+    cfg = {
+        "classify": TaskConfig(weights_path=mobilenet_weights),
+        "segment": TaskConfig(task="segment", model="torchscript", weights=None, weights_path=models["segment"], masks=True),
+        "detect": TaskConfig(task="detect", model="torchscript", weights=None, weights_path=models["detect"]),
+        "action": TaskConfig(task="action", model="torchscript", weights="R3D_18_Weights.KINETICS400_V1",
+                             weights_path=models["action"]),
+    }[task]
+    runner = get_task(task)(cfg, torch.device("cpu"))
+    per_clip = 16 if task == "action" else 2
+    side = 224 if task == "classify" else 64
+
+    def predict(n_clips: int) -> None:
+        frames = torch.from_numpy(np.stack([red_square_frame()] * (n_clips * per_clip)))
+        frames = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float(), size=(side, side)).permute(0, 2, 3, 1)
+        runner.predict(frames.to(torch.uint8).contiguous(), [per_clip] * n_clips, batch_size=64)
+
+    assert host_syncs(monkeypatch, lambda: predict(2)) == host_syncs(monkeypatch, lambda: predict(6))
+
+
+def test_segment_drops_the_auxiliary_head(tmp_path):
+    """torchvision's segmentation checkpoints carry an auxiliary head (loaded so the state dict matches); inference
+    never computes it."""
+    import torchvision
+
+    from vidbatch.infer.models import load_task_model, resolve_task_weights
+
+    net = torchvision.models.get_model("deeplabv3_mobilenet_v3_large", weights=None, weights_backbone=None, aux_loss=True)
+    torch.save(net.state_dict(), tmp_path / "seg.pth")
+    cfg = TaskConfig(task="segment", model="deeplabv3_mobilenet_v3_large", weights="DEFAULT",
+                     weights_path=str(tmp_path / "seg.pth"))
+    loaded = load_task_model(cfg, resolve_task_weights(cfg), weights_backbone=None)
+    assert loaded.aux_classifier is None
+    with torch.inference_mode():
+        assert set(loaded(torch.zeros(1, 3, 64, 64))) == {"out"}
+
+
+def test_detect_never_runs_under_bf16_autocast(models, mobilenet_weights):
+    """torchvision decodes boxes in the regression head's dtype: bf16 would step boxes by about 4 px."""
+    import contextlib
+
+    tasks = [TaskConfig(weights_path=mobilenet_weights),
+             TaskConfig(task="detect", model="torchscript", weights=None, weights_path=models["detect"])]
+    for precision, detect_autocasts in [("bf16", False), ("fp16", True)]:
+        actor = ClipInferenceActor(tasks, InferenceConfig(precision=precision))
+        actor.device = torch.device("cuda")  # what the actor would pick on a GPU; nothing runs here
+        classify_ctx, detect_ctx = (actor._autocast(t) for t in actor.tasks)
+        assert isinstance(classify_ctx, torch.autocast)
+        assert isinstance(detect_ctx, torch.autocast) is detect_autocasts
+        assert isinstance(detect_ctx, contextlib.nullcontext) is not detect_autocasts

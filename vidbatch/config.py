@@ -110,20 +110,50 @@ class TaskConfig(StrictModel):
     masks: bool = Field(False, description="segment: also store each sampled frame's class mask as PNG bytes.")
 
 
+DEVICE_DESCRIPTION = (
+    "auto: a GPU per actor when the cluster has GPUs or its autoscaler can add them, else the CPU; cuda: always a "
+    "GPU (an actor that cannot use it fails at start-up, naming the CUDA build, the driver and CUDA_VISIBLE_DEVICES); "
+    "cpu: never a GPU."
+)
+
+
+def _check_device_and_gpus(device: str, num_gpus: float | None) -> None:
+    if device == "cpu" and num_gpus:
+        raise ValueError(f"device cpu with num_gpus={num_gpus:g} would hold GPUs it never uses")
+    if device == "cuda" and num_gpus == 0:
+        raise ValueError("device cuda needs num_gpus above 0 (unset: 1 per actor)")
+
+
 class InferenceConfig(StrictModel):
     batch_size: int | None = Field(
         None, gt=0, description="Frames per forward pass; default 64 on CUDA, 16 on CPU (small batches stay in cache: "
-        "measured 35 vs 22 images/s for MobileNetV2 at 8 vs 64)."
+        "measured 35 vs 22 images/s for MobileNetV2 at 8 vs 64). Halved on CUDA out of memory, per task, and kept."
     )
-    num_actors: int = Field(1, gt=0, description="Inference actors in the pool.")
+    frames_per_call: int | None = Field(
+        None, gt=0, description="Frames handed to an actor per Ray call, at least one forward batch; default 512 on "
+        "CUDA, so that Ray's per-call cost does not leave the GPU idle; one forward batch on CPU."
+    )
+    num_actors: int | None = Field(
+        None, gt=0, description="Actors in the pool: a GPU pool grows from 1 up to this many (default: as many as the "
+        "cluster's GPUs hold, counting those its autoscaler can add); a CPU pool has this size (default 1)."
+    )
     num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per actor.")
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads per actor; default num_cpus. More than num_cpus borrows cores that "
         "decode tasks leave idle once decoding is ahead of inference."
     )
-    num_gpus: float | None = Field(None, ge=0, description="GPUs per actor; default 1 when the cluster has GPUs, else 0.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast dtype on CUDA; CPU always runs fp32.")
+    num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per actor (a fraction shares one); unset: 1 when the actors run on GPUs (device)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description=DEVICE_DESCRIPTION)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast dtype on CUDA; CPU always runs fp32, and detect runs fp32 under bf16."
+    )
+
+    @model_validator(mode="after")
+    def _gpus_match_device(self) -> InferenceConfig:
+        _check_device_and_gpus(self.device, self.num_gpus)
+        return self
 
 
 class ShotsConfig(StrictModel):
@@ -136,15 +166,25 @@ class ShotsConfig(StrictModel):
         None, gt=0, description="transnetv2: 100-frame windows per forward pass; default 1 on CPU (larger batches were "
         "slower: benchmarks/README.md), 16 on CUDA."
     )
-    num_actors: int = Field(1, gt=0, description="transnetv2: model actors in the pool.")
+    num_actors: int | None = Field(
+        None, gt=0, description="transnetv2: model actors; as inference.num_actors (a GPU pool grows from 1)."
+    )
     num_cpus: float = Field(1.0, gt=0, description="transnetv2: Ray CPUs per actor (also its torch threads on CPU).")
-    num_gpus: float | None = Field(None, ge=0, description="transnetv2: GPUs per actor; default 1 when the cluster has GPUs.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_gpus: float | None = Field(None, ge=0, description="transnetv2: GPUs per actor; unset: 1 when on GPUs (device).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="transnetv2, as inference.device; `content` runs in the decode tasks on the CPU whatever this says."
+    )
+
+    @model_validator(mode="after")
+    def _gpus_match_device(self) -> ShotsConfig:
+        _check_device_and_gpus(self.device, self.num_gpus)
+        return self
 
 
 class RayConfig(StrictModel):
     address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for an embedded local Ray.")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs an embedded local Ray offers; default: the ones Ray detects.")
     progress_bars: bool = True
     reserve_operator_resources: bool = Field(
         False, description="Ray Data's per-operator resource reservation; on small clusters it holds CPUs for idle "

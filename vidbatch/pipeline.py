@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
+import traceback
 import warnings
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,12 +22,14 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from vidbatch.config import ConfigError, JobConfig, RayConfig
+from vidbatch.config import ConfigError, InferenceConfig, JobConfig, RayConfig, ShotsConfig
+from vidbatch.core.devices import PoolRequest, pool_request
 from vidbatch.core.errors import ErrorRow, errors_table, merge_per_video
+from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
 from vidbatch.decode.decode_stage import DecodeStage, result_table
-from vidbatch.infer.actor import FRAMES_PER_ACTOR_CALL, ClipInferenceActor
+from vidbatch.infer.actor import ClipInferenceActor, clips_per_call
 from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
 from vidbatch.job import require_inputs_and_output
 from vidbatch.plan.clips import max_samples_per_clip
@@ -74,7 +78,70 @@ def ensure_ray(cfg: RayConfig) -> None:
         ray.init(address=address, log_to_driver=True)
     else:
         # "local": always a fresh embedded instance, never a `ray start` cluster that happens to run here
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False, log_to_driver=False
+        )
+
+
+# Ray restarts an actor whose process died (a node lost, a CUDA fault) and retries its batch; a bounded number of
+# times, so a fault that persists ends the run instead of restarting actors forever
+ACTOR_RESTARTS = {"max_restarts": 3, "max_task_retries": 3}
+
+
+def _cluster_gpus() -> float:
+    """The most GPUs the cluster can have: its autoscaler's node types (the cluster config Ray Data and Ray Train
+    read too), else the GPUs it has now."""
+    most = ray._private.state.state.get_max_resources_from_cluster_config() or {}
+    return max(float(most.get("GPU", 0)), ray.cluster_resources().get("GPU", 0.0))
+
+
+def _request(cfg: InferenceConfig | ShotsConfig, cluster_gpus: float) -> PoolRequest:
+    return pool_request(cfg.device, cfg.num_gpus, cfg.num_actors, cluster_gpus)
+
+
+def _restarting_on_device_fault(actor_cls: type) -> type:
+    """A CUDA error is sticky: the process's CUDA context fails every later call too. Such an actor's process exits,
+    so Ray starts a fresh one and retries the batch there (ACTOR_RESTARTS)."""
+
+    class Restarting(actor_cls):  # type: ignore[misc, valid-type]
+        def __call__(self, batch: Any) -> Any:
+            try:
+                return super().__call__(batch)
+            except Exception as e:
+                if not is_device_fault(e):
+                    raise
+                traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+
+    Restarting.__name__ = Restarting.__qualname__ = actor_cls.__name__
+    return Restarting
+
+
+def _map_with_actor_pool(
+    ds: ray.data.Dataset, actor_cls: type, constructor_kwargs: dict[str, Any], batch_size: int, request: PoolRequest,
+    num_cpus: float, cluster_gpus: float,
+) -> ray.data.Dataset:
+    """An actor pool stage: what it asks for (request), restarts on CUDA faults, bounded restarts and retries."""
+    with warnings.catch_warnings():
+        # Ray 2.60 takes max_restarts / max_task_retries only through its deprecated **ray_remote_args
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(
+            _restarting_on_device_fault(actor_cls), fn_constructor_kwargs=constructor_kwargs, batch_size=batch_size,
+            batch_format="numpy", **_pool_args(request, num_cpus, cluster_gpus),
+        )
+
+
+def _pool_args(request: PoolRequest, num_cpus: float, cluster_gpus: float) -> dict[str, Any]:
+    """map_batches arguments of an actor pool. Ray 2.60 no longer hides GPUs from zero-GPU workers, so a CPU pool
+    on a cluster with GPUs is given none to see: nothing in it can touch cuda:0 unreserved."""
+    args: dict[str, Any] = {
+        "compute": ActorPoolStrategy(min_size=request.min_size, max_size=request.max_size),
+        "num_cpus": num_cpus, "num_gpus": request.num_gpus, **ACTOR_RESTARTS,
+    }
+    if request.device == "cpu" and cluster_gpus > 0:
+        args["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+    return args
 
 
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
@@ -100,46 +167,50 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
         return ds.map_batches(functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args)
     inf = config.inference
-    gpus = inf.num_gpus
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and inf.device != "cpu" else 0.0
-    return ds.map_batches(
-        ClipInferenceActor,
-        fn_constructor_kwargs={"tasks": config.tasks, "cfg": inf, "storage_options": config.storage_options or None},
-        batch_size=max(1, (inf.batch_size or FRAMES_PER_ACTOR_CALL) // k),
-        compute=ActorPoolStrategy(size=inf.num_actors),
-        num_cpus=inf.num_cpus,
-        num_gpus=gpus,
-        batch_format="numpy",
+    cluster_gpus = _cluster_gpus()
+    request = _request(inf, cluster_gpus)
+    constructor = {
+        "tasks": config.tasks, "cfg": inf.model_copy(update={"device": request.device}),
+        "storage_options": config.storage_options or None,
+    }
+    return _map_with_actor_pool(
+        ds, ClipInferenceActor, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
     )
+
+
+def _pool_problems(
+    name: str, cfg: InferenceConfig | ShotsConfig, request: PoolRequest, cpus: float, gpus: float, decode_cpus: float
+) -> list[str]:
+    """What the pool's first actor needs, beside one decode task: Ray Data starts no work before it."""
+    problems = []
+    need_cpus = request.min_size * cfg.num_cpus + decode_cpus
+    if need_cpus > cpus:
+        problems.append(
+            f"{name}.num_actors x {name}.num_cpus ({request.min_size} x {cfg.num_cpus:g}) plus decode.num_cpus "
+            f"({decode_cpus:g}) need {need_cpus:g} CPUs, but the Ray cluster has {cpus:g}: no decode task could run"
+        )
+    need_gpus = request.min_size * request.num_gpus
+    if need_gpus > gpus:
+        problems.append(
+            f"{name} asks for GPUs ({request.min_size} actor x num_gpus={request.num_gpus:g}, device={cfg.device}), "
+            f"the cluster has {gpus:g}"
+        )
+    return problems
 
 
 def _check_capacity(config: JobConfig) -> None:
     """Requests the cluster can never grant make Ray Data wait forever (e.g. an actor pool holding every CPU, so no
-    decode task can run): refused on an embedded Ray, a warning on a cluster an autoscaler may grow."""
-    resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    inf, dec = config.inference, config.decode
+    decode task can run): refused on an embedded Ray, a warning on a cluster an autoscaler may grow. GPUs count
+    what the pools will ask for, and those the cluster's autoscaler can add."""
+    cpus, gpus = ray.cluster_resources().get("CPU", 0.0), _cluster_gpus()
+    dec, sh = config.decode, config.shots
     problems = []
     if config.tasks:
-        need = inf.num_actors * inf.num_cpus + dec.num_cpus
-        if need > cpus:
-            problems.append(
-                f"inference.num_actors x inference.num_cpus ({inf.num_actors} x {inf.num_cpus:g}) plus decode.num_cpus "
-                f"({dec.num_cpus:g}) need {need:g} CPUs, but the Ray cluster has {cpus:g}: no decode task could run"
-            )
-        if (inf.num_gpus or 0) * inf.num_actors > gpus or (inf.device == "cuda" and gpus == 0):
-            problems.append(f"inference asks for GPUs (num_gpus={inf.num_gpus}, device={inf.device}), the cluster has {gpus:g}")
+        problems += _pool_problems("inference", config.inference, _request(config.inference, gpus), cpus, gpus, dec.num_cpus)
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
-    sh = config.shots
-    if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model and sh.num_actors * sh.num_cpus + dec.num_cpus > cpus:
-        problems.append(
-            f"shots.num_actors x shots.num_cpus ({sh.num_actors} x {sh.num_cpus:g}) plus decode.num_cpus ({dec.num_cpus:g}) "
-            f"need more than the Ray cluster's {cpus:g} CPUs: no shot decode task could run"
-        )
-    if config.clips.clip_mode == "shots" and ((sh.num_gpus or 0) * sh.num_actors > gpus or (sh.device == "cuda" and gpus == 0)):
-        problems.append(f"shots asks for GPUs (num_gpus={sh.num_gpus}, device={sh.device}), the cluster has {gpus:g}")
+    if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model:  # `content` runs in decode tasks
+        problems += _pool_problems("shots", sh, _request(sh, gpus), cpus, gpus, dec.num_cpus)
     if not problems:
         return
     if _cluster_address(config.ray):
@@ -176,12 +247,11 @@ def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) 
             decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20
         )
         if get_detector(sh.detector).needs_model:
-            gpus = sh.num_gpus
-            if gpus is None:
-                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and sh.device != "cpu" else 0.0
-            ds = ds.map_batches(
-                ShotModelActor, fn_constructor_kwargs={"shots": sh}, batch_size=1,
-                compute=ActorPoolStrategy(size=sh.num_actors), num_cpus=sh.num_cpus, num_gpus=gpus, batch_format="numpy",
+            cluster_gpus = _cluster_gpus()
+            request = _request(sh, cluster_gpus)
+            ds = _map_with_actor_pool(
+                ds, ShotModelActor, {"shots": sh.model_copy(update={"device": request.device})}, 1, request,
+                sh.num_cpus, cluster_gpus,
             )
         results = ds.drop_columns(["frames"]).take_all()
     return replan_with_shots(

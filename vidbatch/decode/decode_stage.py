@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from vidbatch.config import RetryConfig
 from vidbatch.core.errors import ErrorRow
+from vidbatch.core.faults import is_systemic
 from vidbatch.core.retry import backoff_s, is_transient
 from vidbatch.core.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
 from vidbatch.decode.decoder import DecodedClip, decode_unit
@@ -94,7 +95,7 @@ class DecodeStage:
 
     def _unit_rows(self, unit: WorkUnit) -> Iterator[dict[str, Any]]:
         """Clip rows in order; a transient store failure resumes after the last clip yielded (up to retry.attempts
-        tries), any other failure becomes one error row for the clips not yet decoded."""
+        tries), a failure of the file becomes one error row for the clips not yet decoded, a bug ends the run."""
         done, attempt = 0, 1
         while done < len(unit.clips):
             rest = replace(unit, clips=unit.clips[done:])
@@ -107,6 +108,8 @@ class DecodeStage:
                     try:
                         decoded = next(clips)
                     except Exception as e:  # noqa: BLE001 - a broken file is an error row; the run goes on
+                        if is_systemic(e):
+                            raise
                         if is_transient(e) and attempt < self.retry.attempts:
                             time.sleep(backoff_s(self.retry, attempt))
                             attempt += 1

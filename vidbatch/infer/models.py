@@ -126,10 +126,14 @@ def load_task_model(
             buffer = io.BytesIO(f.read())
         return torch.jit.load(buffer, map_location="cpu").eval()
     params = inspect.signature(torchvision.models.get_model_builder(cfg.model)).parameters
-    if "aux_loss" in params and resolved.enum is not None:
+    with_aux = "aux_loss" in params and resolved.enum is not None
+    if with_aux:
         kwargs["aux_loss"] = True  # torchvision's segmentation checkpoints carry the auxiliary head
     kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return build_torchvision_model(cfg.model, resolved, cfg.weights_path, storage_options, **kwargs)
+    net = build_torchvision_model(cfg.model, resolved, cfg.weights_path, storage_options, **kwargs)
+    if with_aux:
+        net.aux_classifier = None  # loaded so the checkpoint matches; a training-only output, never read here
+    return net
 
 
 def categories(resolved: ResolvedWeights, n: int) -> list[str]:

@@ -16,6 +16,7 @@ import torch
 from vidbatch.config import ShotsConfig
 from vidbatch.core.devices import pick_device
 from vidbatch.core.errors import ErrorRow
+from vidbatch.core.faults import is_systemic
 from vidbatch.shots import ShotDetector, get_detector
 from vidbatch.shots.lowres import HEIGHT, WIDTH, decode_lowres
 
@@ -51,6 +52,8 @@ class ShotDecodeStage:
         try:
             frames = decode_lowres(video["uri"], self.threads, self.storage_options)
         except Exception as e:  # noqa: BLE001 - a broken video is data
+            if is_systemic(e):
+                raise
             return _row(video, error=ErrorRow.from_exception(uri=video["uri"], stage="decode", exc=e, video_id=video["video_id"]))
         if get_detector(self.shots.detector).needs_model:
             return _row(video, len(frames), frames.tobytes())
@@ -58,7 +61,8 @@ class ShotDecodeStage:
 
 
 class ShotModelActor:
-    """Rows with frames in, rows with shots out; one model load per actor. A failing video becomes an `infer` error."""
+    """Rows with frames in, rows with shots out; one model load per actor. A video the model fails on becomes an
+    `infer` error; a bug, a CUDA error or out of memory goes on up (systemic)."""
 
     def __init__(self, shots: ShotsConfig):
         if pick_device(shots.device).type == "cpu":
@@ -73,6 +77,8 @@ class ShotModelActor:
             frames = np.frombuffer(row["frames"], np.uint8).reshape(int(row["n_frames"]), HEIGHT, WIDTH, 3)
             return _row(video, int(row["n_frames"]), shots=self.detector.detect(frames))
         except Exception as e:  # noqa: BLE001 - isolate the video; the rest of the batch keeps its shots
+            if is_systemic(e):
+                raise
             return _row(video, error=ErrorRow.from_exception(uri=video["uri"], stage="infer", exc=e, video_id=video["video_id"]))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

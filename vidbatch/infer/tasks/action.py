@@ -14,6 +14,7 @@ import torch
 import torchvision
 
 from vidbatch.config import TaskConfig
+from vidbatch.core.devices import to_host
 from vidbatch.core.schema import ACTION_FIELDS
 from vidbatch.infer.frame_views import (
     FrameGeometry,
@@ -51,6 +52,7 @@ def _preset(cfg: TaskConfig) -> tuple[Any, StackSampling]:
 @register_task("action")
 class VideoClassifierTask:
     name: ClassVar[str]
+    precisions: ClassVar[frozenset[str]] = frozenset({"bf16", "fp16"})
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec:
@@ -78,6 +80,10 @@ class VideoClassifierTask:
         x = centre_crop(resize(region, self.preset.resize_size), self.preset.crop_size)
         return normalise(x, self.preset.mean, self.preset.std).transpose(0, 1)
 
+    def largest_forward(self, batch_size: int, clip_lengths: list[int]) -> int:
+        """batch_size counts frames; a forward takes whole stacks, at least one."""
+        return min(len(clip_lengths), max(1, batch_size // self.stack.frames)) * self.stack.frames
+
     @torch.inference_mode()
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
@@ -89,9 +95,9 @@ class VideoClassifierTask:
         probs = torch.cat([self.net(c).float().softmax(dim=1) for c in clips.split(per_forward)])
         names = categories(self.resolved, probs.shape[1])
         k = min(self.top_k, probs.shape[1])
-        scores, idx = probs.topk(k)
+        scores, idx = to_host(list(probs.topk(k)))
         return {
             "action_model": [self.model_name] * len(clip_lengths),
             "action_labels": [[names[i] for i in row] for row in idx.tolist()],
-            "action_scores": scores.cpu().tolist(),
+            "action_scores": scores.tolist(),
         }

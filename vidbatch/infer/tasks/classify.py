@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from vidbatch.config import TaskConfig
+from vidbatch.core.devices import to_host
 from vidbatch.core.schema import classify_fields
 from vidbatch.infer.frame_views import (
     IMAGENET_MEAN,
@@ -44,6 +45,7 @@ def _preprocessing(resolved: ResolvedWeights) -> tuple[FrameSpec, tuple[float, .
 @register_task("classify")
 class ImageClassifierTask:
     name: ClassVar[str]
+    precisions: ClassVar[frozenset[str]] = frozenset({"bf16", "fp16"})
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec:
@@ -93,6 +95,9 @@ class ImageClassifierTask:
             feats.append(self._features.float().flatten(1))
         return torch.cat(probs), torch.cat(feats)
 
+    def largest_forward(self, batch_size: int, clip_lengths: list[int]) -> int:
+        return min(batch_size, sum(clip_lengths))
+
     @torch.inference_mode()
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
@@ -100,13 +105,13 @@ class ImageClassifierTask:
         if geometry is not None:
             frames = centre_crops(frames, clip_lengths, geometry, self.spec)
         probs, feats = self.forward_frames(frames, batch_size)
-        k = min(self.top_k, probs.shape[1])
-        out: dict[str, list] = {"model": [], "labels": [], "scores": [], "embedding": []}
-        for p, f in zip(probs.split(clip_lengths), feats.split(clip_lengths)):
-            scores, idx = p.mean(dim=0).topk(k)
-            emb = torch.nn.functional.normalize(f.mean(dim=0), dim=0)
-            out["model"].append(self.model_name)
-            out["labels"].append([self.categories[i] for i in idx.tolist()])
-            out["scores"].append(scores.cpu().tolist())
-            out["embedding"].append(emb.cpu().numpy())
-        return out
+        clip_probs = torch.stack([p.mean(dim=0) for p in probs.split(clip_lengths)])
+        embeddings = torch.nn.functional.normalize(torch.stack([f.mean(dim=0) for f in feats.split(clip_lengths)]), dim=1)
+        scores, idx = clip_probs.topk(min(self.top_k, probs.shape[1]))
+        scores, idx, embeddings = to_host([scores, idx, embeddings])
+        return {
+            "model": [self.model_name] * len(clip_lengths),
+            "labels": [[self.categories[i] for i in row] for row in idx.tolist()],
+            "scores": scores.tolist(),
+            "embedding": list(embeddings),
+        }

@@ -29,6 +29,7 @@ def _checked_head(cfg: TaskConfig, storage_options: dict | None = None) -> Linea
 @register_task("head")
 class LinearHeadTask:
     name: ClassVar[str]
+    precisions: ClassVar[frozenset[str]] = ImageClassifierTask.precisions
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec:
@@ -46,6 +47,9 @@ class LinearHeadTask:
     def __init__(self, cfg: TaskConfig, device: torch.device, storage_options: dict | None = None) -> None:
         self.head = _checked_head(cfg, storage_options)
         self.backbone = ImageClassifierTask(cfg, device, storage_options)
+
+    def largest_forward(self, batch_size: int, clip_lengths: list[int]) -> int:
+        return self.backbone.largest_forward(batch_size, clip_lengths)
 
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None

@@ -2,7 +2,7 @@
 
 A task declares how decoded frames become its model input (`frame_spec`), whether it samples its own frames
 (`own_samples`), which Arrow columns it adds to clips/ (`output_fields`), and turns a batch of clips' frames into
-those columns (`predict`). All tasks of a job read one decode (vidbatch/plan/frame_plan.py).
+those columns (`predict`), copying its results off the device once per batch. All tasks of a job read one decode (vidbatch/plan/frame_plan.py).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from vidbatch.plan.frame_plan import FrameSpec, StackSampling, job_frame_spec
 
 class ClipTask(Protocol):
     name: ClassVar[str]
+    precisions: ClassVar[frozenset[str]]  # autocast precisions (inference.precision) the model stays correct under
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec: ...
@@ -37,7 +38,12 @@ class ClipTask(Protocol):
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
         """frames: (N, H, W, 3) uint8 on the task's device, clips' frames back to back: the job's canvases, laid
-        out as `geometry` says (None: already the task's own frame_spec)."""
+        out as `geometry` says (None: already the task's own frame_spec). batch_size: frames per forward pass."""
+        ...
+
+    def largest_forward(self, batch_size: int, clip_lengths: list[int]) -> int:
+        """Frames in the largest forward pass `predict` runs at this batch_size: out of memory halves batch_size
+        only while this shrinks."""
         ...
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 import torch
 import torchvision
 from PIL import Image
 
 from vidbatch.config import TaskConfig
+from vidbatch.core.devices import to_host
 from vidbatch.core.schema import SEGMENT_FIELDS
 from vidbatch.infer.frame_views import (
     IMAGENET_MEAN,
@@ -48,6 +50,7 @@ def _preprocessing(cfg: TaskConfig) -> tuple[int, tuple[float, ...], tuple[float
 @register_task("segment")
 class SemanticSegmentationTask:
     name: ClassVar[str]
+    precisions: ClassVar[frozenset[str]] = frozenset({"bf16", "fp16"})
 
     @classmethod
     def frame_spec(cls, cfg: TaskConfig) -> FrameSpec:
@@ -80,31 +83,45 @@ class SemanticSegmentationTask:
             out.append(logits.argmax(dim=1))
         return torch.cat(out), logits.shape[1]
 
+    def largest_forward(self, batch_size: int, clip_lengths: list[int]) -> int:
+        return min(batch_size, max(clip_lengths))  # one clip's frames at a time: clips differ in size
+
     @torch.inference_mode()
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
         geometry = geometry or FrameGeometry.whole_frames(frames, len(clip_lengths))
-        out: dict[str, list] = {"seg_model": [], "seg_class_fractions": [], "seg_masks": []}
+        fractions, masks, n_classes = [], [], 0
         for region in clip_regions(frames, clip_lengths, geometry):
             labels, n_classes = self._labels(region, batch_size)
-            counts = torch.stack([torch.bincount(f.flatten(), minlength=n_classes) for f in labels]).float()
-            fractions = (counts / labels[0].numel()).mean(dim=0)
-            names = categories(self.resolved, n_classes)
-            present = [(names[c], float(fractions[c])) for c in fractions.argsort(descending=True).tolist() if fractions[c] > 0]
-            out["seg_model"].append(self.model_name)
-            out["seg_class_fractions"].append([{"label": k, "fraction": v} for k, v in present])
-            out["seg_masks"].append(self._masks(labels) if self.masks else None)
+            n = labels.shape[0]
+            # one bincount over all frames: frame i's classes counted at i * n_classes + class
+            offsets = torch.arange(n, device=labels.device).view(n, 1) * n_classes
+            counts = torch.bincount((labels.flatten(1) + offsets).flatten(), minlength=n * n_classes)
+            fractions.append((counts.view(n, n_classes).float() / labels[0].numel()).mean(dim=0))
+            if self.masks:
+                masks.append(self._mask_indices(labels, n_classes))
+        host = to_host(fractions + masks)
+        names = categories(self.resolved, n_classes)
+        out: dict[str, list] = {"seg_model": [self.model_name] * len(clip_lengths), "seg_class_fractions": [], "seg_masks": []}
+        for ci, f in enumerate(host[: len(fractions)]):
+            order = np.argsort(-f, kind="stable")
+            out["seg_class_fractions"].append([{"label": names[c], "fraction": float(f[c])} for c in order if f[c] > 0])
+            out["seg_masks"].append(self._masks(host[len(fractions) + ci]) if self.masks else None)
         return out
 
     @staticmethod
-    def _masks(labels: torch.Tensor) -> list[dict]:
-        """8-bit grayscale PNGs (pixel = class index): lossless and compact for a few large regions."""
-        if int(labels.max()) > 255:
+    def _mask_indices(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+        if n_classes > 256:
             raise ValueError("segment masks store class indices as 8-bit PNG; this model has more than 256 classes")
+        return labels.to(torch.uint8)
+
+    @staticmethod
+    def _masks(labels: np.ndarray) -> list[dict]:
+        """8-bit grayscale PNGs (pixel = class index): lossless and compact for a few large regions."""
         h, w = labels.shape[-2:]
         masks = []
-        for f in labels.to(torch.uint8).cpu().numpy():
+        for f in labels:
             buffer = io.BytesIO()
             Image.fromarray(f).save(buffer, format="PNG")
             masks.append({"width": w, "height": h, "png": buffer.getvalue()})
