@@ -5,12 +5,50 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
+import vidbatch
 from vidbatch.config import ConfigError
 from vidbatch.job import load_config, require_inputs_and_output
 from vidbatch.store.manifest import EXIT_USAGE, RunSummary
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+def _flags_as_flags(params: list) -> None:
+    """typer's help prints a flag's type (`--incremental <bool>`), which reads as if it took a value: no type."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Commands(TyperGroup):
+    """The `vidbatch` group: every command's flags (and --help) show as flags, commands added later included."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _flags_as_flags(params)
+        return params
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_as_flags(command.get_params(ctx))
+        return command
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=_Commands)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidbatch {vidbatch.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
@@ -49,7 +87,7 @@ def run_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML job config.")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: --set clips.clip_seconds=4")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run (default: UTC time + random suffix); an id already committed is refused.")] = None,
     show: Annotated[int | None, typer.Option("--show", help="Clips to print after the run.")] = None,
     incremental: Annotated[bool, typer.Option("--incremental", help="Process only videos the ledger has not seen ok (nightly runs).")] = False,
     backfill: Annotated[bool, typer.Option("--backfill", help="With --incremental: also reprocess videos of an older pipeline fingerprint.")] = False,
@@ -211,7 +249,7 @@ def train_head_command(
     output: Annotated[str, typer.Option("-o", "--output", help="Where to save the head (.pt).")],
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Labelled clips held out.")] = 0.25,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the held-out split.")] = 0,
     storage_option: StorageOptions = None,
 ) -> None:
     """Train a logistic-regression head on stored embeddings of labelled clips."""
