@@ -10,9 +10,10 @@ if TYPE_CHECKING:
     from vidbatch.store.manifest import RunSummary
 
 
-def run(config: JobConfig | dict[str, Any]) -> RunSummary:
-    """Python API: validate the config, run the job (embedded local Ray unless an address is set), return its summary."""
+def run(config: JobConfig | dict[str, Any], *, verbose: bool = True) -> RunSummary:
+    """Python API: validate the config, run the job (embedded local Ray unless an address is set), return its summary.
+    verbose=False hides Ray's own log lines, as the CLI does without -v."""
     from vidbatch.job import validate_config
     from vidbatch.pipeline import run as run_pipeline
 
-    return run_pipeline(validate_config(config))
+    return run_pipeline(validate_config(config), verbose=verbose)

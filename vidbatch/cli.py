@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
 
 import vidbatch
 from vidbatch.config import ConfigError
-from vidbatch.job import load_config, require_inputs_and_output
+from vidbatch.job import check_storage, load_config, require_inputs_and_output
 from vidbatch.store.manifest import EXIT_USAGE, RunSummary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _flags_as_flags(params: list) -> None:
@@ -51,33 +54,96 @@ def _root(
     pass
 
 
-def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
-    """Read the run's clips back from Parquet: what is printed is what was written."""
+PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
+ERRORS_SHOWN = 5
+
+
+def _run_rows(summary: RunSummary, table: str, columns: list[str], storage_options: dict) -> pa.Table | None:
+    """The run's own rows of one table, read back from the files it wrote: what is printed is what was written."""
     import pyarrow.dataset as pads
     from fsspec.core import url_to_fs
 
-    files = summary.files.get("clips", [])
-    if not files or limit == 0:
-        return ""
+    files = summary.files.get(table, [])
+    if not files:
+        return None
     fs, _ = url_to_fs(summary.output, **storage_options)
     dataset = pads.dataset(files, format="parquet", filesystem=fs)
-    wanted = ["video_uri", "clip_index", "start_s", "end_s", "labels", "scores"]
-    table = dataset.to_table(columns=[c for c in wanted if c in dataset.schema.names])
-    if table.num_rows == 0:
+    return dataset.to_table(columns=[c for c in columns if c in dataset.schema.names])
+
+
+def _clip_table(summary: RunSummary, limit: int, storage_options: dict) -> str:
+    from vidbatch.read.terminal import file_name, render_rows
+
+    table = None if limit == 0 else _run_rows(
+        summary, "clips", ["video_uri", "clip_index", "start_s", "end_s", "labels", "scores"], storage_options
+    )
+    if table is None or table.num_rows == 0:
         return ""
     table = table.sort_by([("video_uri", "ascending"), ("clip_index", "ascending")]).slice(0, limit)
     has_labels = "labels" in table.column_names
-    header = f"{'video':<28} {'clip':>15}  {'top label':<28} {'score':>6}"
-    lines = [header, "-" * len(header)]
+    rows = []
     for r in table.to_pylist():
         label = (r["labels"] or ["-"])[0] if has_labels else "-"
         score = f"{r['scores'][0]:.3f}" if has_labels and r["scores"] else "-"
-        span = f"{r['start_s']:6.2f}-{r['end_s']:6.2f}s"
-        lines.append(f"{Path(r['video_uri']).name[:28]:<28} {span:>15}  {label[:28]:<28} {score:>6}")
-    shown = table.num_rows
-    if shown < summary.counts.clips:
-        lines.append(f"... {summary.counts.clips - shown} more clips")
-    return "\n".join(lines)
+        rows.append([file_name(r["video_uri"]), f"{r['start_s']:6.2f}-{r['end_s']:6.2f}s", label, score])
+    more = summary.counts.clips - table.num_rows
+    return render_rows(["video", "clip", "top label", "score"], rows, numeric={"clip", "score"},
+                       footer=f"... {more} more clips" if more > 0 else None)
+
+
+def _error_table(summary: RunSummary, storage_options: dict) -> str:
+    """The first error rows of the run: file, stage, message (the rest: `vidbatch query OUT "SELECT * FROM errors"`)."""
+    from vidbatch.read.terminal import file_name, render_rows
+
+    table = _run_rows(summary, "errors", ["video_uri", "stage", "error_type", "message"], storage_options)
+    if table is None or table.num_rows == 0:
+        return ""
+    table = table.sort_by([("video_uri", "ascending")])
+    rows = [[file_name(r["video_uri"]), r["stage"], f"{r['error_type']}: {r['message']}".replace("\n", " ")]
+            for r in table.slice(0, ERRORS_SHOWN).to_pylist()]
+    more = table.num_rows - len(rows)
+    footer = f"... {more} more: vidbatch query {summary.output} \"SELECT * FROM errors WHERE run_id = '{summary.run_id}'\""
+    return "errors:\n" + render_rows(["file", "stage", "message"], rows, footer=footer if more > 0 else None)
+
+
+def _progress(cfg, verbose: bool):
+    """One live display on a terminal; plain lines every few seconds otherwise (and with -v or Ray's own bars,
+    whose lines would tear a live display)."""
+    import sys
+
+    from rich.console import Console
+
+    from vidbatch.progress import LineProgress, LiveProgress
+
+    console = Console(stderr=True)
+    if console.is_terminal and not verbose and not cfg.ray.progress_bars:
+        return LiveProgress(Console(stderr=True, force_terminal=True))  # stays a terminal while Ray's noise is filtered
+    return LineProgress(sys.stderr, PLAIN_PROGRESS_EVERY_S)
+
+
+def _summary_lines(summary: RunSummary, cfg) -> list[str]:
+    c = summary.counts
+    if not summary.files:  # an incremental run with nothing to do
+        quarantined = f", {c.quarantined} quarantined" if c.quarantined else ""
+        lines = [f"nothing new: {c.listed} videos listed, {c.skipped} unchanged{quarantined}; "
+                 f"nothing written, Ray not started ({summary.wall_s:.1f}s)"]
+    else:
+        lines = [
+            f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {c.listed} videos listed: "
+            f"{c.new} new, {c.changed} changed{f', {c.backfill} backfilled' if c.backfill else ''}, {c.skipped} skipped, "
+            f"{c.failed} failed, {c.quarantined} quarantined"
+            f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}; "
+            f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
+            f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
+        ]
+    if c.older_pipeline:
+        lines.append(
+            f"{c.older_pipeline} video{'s' if c.older_pipeline != 1 else ''} stay on an older pipeline (clips made with "
+            "other models or settings); run with --backfill to reprocess them"
+        )
+    if summary.files:
+        lines.append(f"output: {summary.output} (manifest runs/{summary.run_id}.json)")
+    return lines
 
 
 @app.command("run")
@@ -91,6 +157,7 @@ def run_command(
     show: Annotated[int | None, typer.Option("--show", help="Clips to print after the run.")] = None,
     incremental: Annotated[bool, typer.Option("--incremental", help="Process only videos the ledger has not seen ok (nightly runs).")] = False,
     backfill: Annotated[bool, typer.Option("--backfill", help="With --incremental: also reprocess videos of an older pipeline fingerprint.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show Ray's own log lines (hidden by default) and plain progress lines instead of the live display.")] = False,
 ) -> None:
     """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet.
 
@@ -104,6 +171,7 @@ def run_command(
             },
         )
         require_inputs_and_output(cfg)
+        check_storage(cfg)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -111,22 +179,14 @@ def run_command(
     from vidbatch.pipeline import run
 
     try:
-        summary = run(cfg)
-    except ConfigError as e:  # settings that only the cluster can refute (e.g. more actors than CPUs)
+        summary = run(cfg, _progress(cfg, verbose), verbose=verbose)
+    except ConfigError as e:  # found by listing, or settings only the cluster can refute (more actors than CPUs)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    c = summary.counts
-    table = _clip_table(summary, cfg.out.show, cfg.storage_options)
-    if table:
-        typer.echo(table)
-    typer.echo(
-        f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {c.listed} videos listed: "
-        f"{c.new} new, {c.changed} changed, {c.skipped} skipped, {c.failed} failed, {c.quarantined} quarantined"
-        f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}; "
-        f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
-        f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
-    )
-    typer.echo(f"output: {summary.output} (manifest runs/{summary.run_id}.json)")
+    for block in (_clip_table(summary, cfg.out.show, cfg.storage_options), _error_table(summary, cfg.storage_options)):
+        if block:
+            typer.echo(block)
+    typer.echo("\n".join(_summary_lines(summary, cfg)))
     raise typer.Exit(summary.exit_code)
 
 
@@ -163,11 +223,27 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def _require_output(out: str, storage_options: dict) -> None:
+    """Readers refuse, in one line, an OUT that holds no committed vidbatch run."""
+    from vidbatch.read.outputs import NotAnOutputError, committed_runs
+
+    try:
+        committed_runs(out, storage_options)
+    except NotAnOutputError as e:
+        raise _fail(str(e)) from None
+
+
+QUERY_VIEWS = (
+    "SQL (DuckDB) over the views clips, videos, errors, ledger and runs (every output has them), shots "
+    "(clips.clip_mode: shots) and head_predictions (after apply-head) when they exist."
+)
+
+
 @app.command("query")
 def query_command(
     out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
-    sql: Annotated[str, typer.Argument(help="SQL over the views clips, videos, errors, shots, head_predictions, runs.")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet (parquet needs -o).")] = "table",
+    sql: Annotated[str, typer.Argument(help=QUERY_VIEWS)],
+    format_: Annotated[str, typer.Option("--format", "-f", help="table (file names for URI columns, cut to the terminal) | csv | json (full values) | parquet (needs -o).")] = "table",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result to this file instead of stdout.")] = None,
     storage_option: StorageOptions = None,
 ) -> None:
@@ -175,20 +251,27 @@ def query_command(
     import duckdb
 
     from vidbatch.read import query
+    from vidbatch.read.terminal import render_table
 
     if format_ not in query.FORMATS:
         raise _fail(f"--format {format_!r}: choose one of {', '.join(query.FORMATS)}")
     if format_ == "parquet" and output is None:
         raise _fail("--format parquet writes a binary file: give -o FILE")
+    so = _storage_options(storage_option)
+    _require_output(out, so)
     try:
-        table = query.run_query(out, sql, _storage_options(storage_option))
+        table = query.run_query(out, sql, so)
     except duckdb.Error as e:
+        name = query.missing_view(e)
+        if name:
+            views = ", ".join(query.view_names(query.connect(out, so)))
+            raise _fail(f"no view {name!r} in {out}; its views: {views}") from None
         raise _fail(str(e)) from None
     if format_ == "parquet":
         query.write_parquet(table, str(output))
         typer.echo(f"{table.num_rows} rows written to {output}", err=True)
         return
-    text = {"table": query.format_aligned, "csv": query.format_csv, "json": query.format_json}[format_](table)
+    text = {"table": render_table, "csv": query.format_csv, "json": query.format_json}[format_](table)
     if output is None:
         typer.echo(text.rstrip("\n"))
     else:
@@ -214,18 +297,22 @@ def search_command(
 
     if format_ not in ("table", "json"):
         raise _fail(f"--format {format_!r}: choose table or json")
+    so = _storage_options(storage_option)
+    _require_output(out, so)
     try:
-        hits = search(out, SearchQuery(like, image, video, at), k, model, _storage_options(storage_option))
+        hits = search(out, SearchQuery(like, image, video, at), k, model, so)
     except ValueError as e:
         raise _fail(str(e)) from None
     if format_ == "json":
         typer.echo(json.dumps(hits, indent=1))
         return
-    header = f"{'similarity':>10}  {'video':<32} {'time':>17}  {'label':<28} clip_id"
-    typer.echo(header + "\n" + "-" * len(header))
-    for h in hits:
-        span = f"{h['start_s']:7.2f}-{h['end_s']:7.2f}s"
-        typer.echo(f"{h['similarity']:10.4f}  {Path(h['video_uri']).name[:32]:<32} {span:>17}  {(h['label'] or '-')[:28]:<28} {h['clip_id']}")
+    from vidbatch.read.terminal import file_name, render_rows
+
+    rows = [
+        [f"{h['similarity']:.4f}", file_name(h["video_uri"]), f"{h['start_s']:7.2f}-{h['end_s']:7.2f}s", h["label"] or "-", h["clip_id"]]
+        for h in hits
+    ]
+    typer.echo(render_rows(["similarity", "video", "time", "label", "clip_id"], rows, numeric={"similarity", "time"}))
 
 
 @app.command("report")
@@ -238,7 +325,9 @@ def report_command(
     """Write one self-contained HTML page: counts, runs, top labels, per-video timelines with thumbnails, errors."""
     from vidbatch.read.report import render_report
 
-    output.write_text(render_report(out, _storage_options(storage_option), max_clips), encoding="utf-8")
+    so = _storage_options(storage_option)
+    _require_output(out, so)
+    output.write_text(render_report(out, so, max_clips), encoding="utf-8")
     typer.echo(f"report written to {output}")
 
 
@@ -257,6 +346,7 @@ def train_head_command(
     from vidbatch.read.heads import read_labels, train_head
 
     so = _storage_options(storage_option)
+    _require_output(out, so)
     try:
         result = train_head(out, read_labels(labels), test_fraction, seed, model, so)
     except (ValueError, OSError) as e:
@@ -278,8 +368,10 @@ def apply_head_command(
     """Predict every stored clip with a head into head_predictions/ (no video is decoded)."""
     from vidbatch.read.heads import apply_head
 
+    so = _storage_options(storage_option)
+    _require_output(out, so)
     try:
-        rows, files = apply_head(out, head, _storage_options(storage_option))
+        rows, files = apply_head(out, head, so)
     except ValueError as e:
         raise _fail(str(e)) from None
     typer.echo(f"{rows} predictions written to {out.rstrip('/')}/head_predictions ({len(files)} file{'s' if len(files) != 1 else ''})")

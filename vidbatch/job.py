@@ -2,11 +2,16 @@
 registries or storage. Every problem is worded with its field path first, as pydantic words its own."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import yaml
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.registry import known_implementations
+from fsspec.utils import get_protocol
 from pydantic import ValidationError
 
 from vidbatch.config import ConfigError, JobConfig
@@ -43,6 +48,10 @@ def _task_problems(cfg: JobConfig) -> list[str]:
     for i, t in enumerate(cfg.tasks):
         if t.task not in TASKS:
             return [f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}"]
+        for name in ("weights_path", "head_path"):
+            problem = getattr(t, name) and _missing_backend(getattr(t, name))
+            if problem:
+                return [f"tasks.{i}.{name}: {problem}"]
         try:
             task_output_fields([t])
         except (ValueError, KeyError) as e:
@@ -87,6 +96,49 @@ def require_inputs_and_output(cfg: JobConfig) -> None:
         raise ConfigError("output: required (-o/--output or `output:` in the config)")
     if not cfg.inputs:
         raise ConfigError("inputs: required (ARCHIVE arguments or `inputs:` in the config)")
+
+
+def _missing_backend(url: str) -> str | None:
+    """Why no file system can open url (its fsspec package is not installed, with the pip command), else None."""
+    for part in url.split("::"):  # chained URLs: simplecache::s3://...
+        protocol = get_protocol(part)
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError:
+            package = known_implementations.get(protocol, {}).get("class", protocol).split(".")[0]
+            return f"{url}: {protocol}:// needs the {package} package: pip install {package}"
+        except ValueError:
+            return f"{url}: no fsspec file system for {protocol}://"
+    return None
+
+
+def _output_problem(output: str, storage_options: dict[str, Any]) -> str | None:
+    """An output that is a file, or (on a local disk) a directory this user cannot write."""
+    fs, path = url_to_fs(output, **storage_options)
+    if fs.isfile(path):
+        return f"{output} is a file; give a directory (it is created if missing)"
+    if not isinstance(fs, LocalFileSystem):
+        return None  # an object store says whether a write is allowed only when one is tried
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{output}: {existing} is a file, so the directory cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{output}: {existing} is not writable by this user"
+    return None
+
+
+def check_storage(cfg: JobConfig) -> None:
+    """What the file systems can refuse before Ray starts, each in one line: an input or output URL whose fsspec
+    package is missing (checkpoints are checked with the tasks), an output that is a file or not writable."""
+    for field, url in [("output", cfg.output), *(("inputs", u) for u in cfg.inputs)]:
+        problem = _missing_backend(url)
+        if problem:
+            raise ConfigError(f"{field}: {problem}")
+    problem = _output_problem(cfg.output, cfg.storage_options)
+    if problem:
+        raise ConfigError(f"output: {problem}")
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
