@@ -1,4 +1,8 @@
-"""vidbatch: video archives -> per-clip predictions and embeddings in Parquet, on Ray Data."""
+"""vidbatch: video archives -> per-clip predictions and embeddings in Parquet, on Ray Data.
+
+Python API: `vidbatch.run(config)` runs a job and returns its summary; `vidbatch.read(OUT, table="clips")` returns a
+committed table as a pyarrow Table (`as_polars=True`: a Polars DataFrame).
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,3 +21,8 @@ def run(config: JobConfig | dict[str, Any], *, verbose: bool = True) -> RunSumma
     from vidbatch.pipeline import run as run_pipeline
 
     return run_pipeline(validate_config(config), verbose=verbose)
+
+
+from vidbatch import read  # noqa: E402  (the readers package, callable: vidbatch.read(OUT, table="clips"))
+
+__all__ = ["__version__", "read", "run"]
