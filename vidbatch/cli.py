@@ -190,6 +190,63 @@ def run_command(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command("shots")
+def shots_command(
+    videos: Annotated[list[str], typer.Argument(help="Video files (any fsspec URL).")],
+    detector: Annotated[str, typer.Option("--detector", "-d", help="Shot detector: content (HSV difference, no weights) or transnetv2 (the network).")] = "content",
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Boundary threshold (default per detector: content 27, transnetv2 0.5).")] = None,
+    min_shot_frames: Annotated[int | None, typer.Option("--min-shot-frames", help="Drop a boundary closer than this to the previous one (default per detector: 15, 1).")] = None,
+    device: Annotated[str, typer.Option("--device", help="transnetv2: auto | cpu | cuda.")] = "auto",
+    format_: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the shots to this file instead of stdout.")] = None,
+    storage_option: StorageOptions = None,
+) -> None:
+    """List the shots of videos with a shot detector, like `scenedetect list-scenes`: no Ray, no output table.
+
+    Exit code 3 when a video could not be read (its error goes to stderr; the other videos are listed)."""
+    import pyarrow as pa
+
+    from vidbatch.job import shots_config
+    from vidbatch.read import query
+    from vidbatch.read.terminal import file_name, render_rows
+    from vidbatch.shots.video_shots import VIDEO_SHOTS, video_shots
+    from vidbatch.store.manifest import EXIT_PARTIAL
+
+    if format_ not in ("table", "csv", "json"):
+        raise _fail(f"--format {format_!r}: choose table, csv or json")
+    try:
+        cfg = shots_config({"detector": detector, "threshold": threshold, "min_shot_frames": min_shot_frames, "device": device})
+    except ConfigError as e:
+        raise _fail(str(e).replace("invalid config:\n  ", "")) from None
+    so = _storage_options(storage_option)
+    tables, failed = [], 0
+    for uri in videos:
+        try:
+            tables.append(video_shots(uri, cfg, 0, so))
+        except Exception as e:  # noqa: BLE001 - an unreadable video is reported and the others still listed
+            failed += 1
+            typer.echo(f"error: {uri}: {type(e).__name__}: {e}", err=True)
+    table = pa.concat_tables(tables) if tables else VIDEO_SHOTS.empty_table()
+    if format_ == "table":
+        rows = [
+            [file_name(r["video_uri"]), str(r["shot_index"] + 1), f"{r['start_s']:.3f}", f"{r['end_s']:.3f}",
+             f"{r['length_s']:.3f}", f"{r['start_frame']}-{r['end_frame']}",
+             "" if r["boundary_score"] is None else f"{r['boundary_score']:.3g}"]
+            for r in table.to_pylist()
+        ]
+        columns = ["video", "shot", "start (s)", "end (s)", "length (s)", "frames", "boundary score"]
+        text = render_rows(columns, rows, numeric=set(columns[1:]), footer=f"({table.num_rows} shots, detector {detector})")
+    else:
+        text = {"csv": query.format_csv, "json": query.format_json}[format_](table)
+    if output is None:
+        typer.echo(text.rstrip("\n"))
+    else:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+        typer.echo(f"{table.num_rows} shots of {len(tables)} videos written to {output}", err=True)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @app.command("schema")
 def schema_command() -> None:
     """Print the output tables' schema (the README section is generated from this)."""

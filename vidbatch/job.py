@@ -14,7 +14,7 @@ from fsspec.registry import known_implementations
 from fsspec.utils import get_protocol
 from pydantic import ValidationError
 
-from vidbatch.config import ConfigError, JobConfig
+from vidbatch.config import ConfigError, JobConfig, ShotsConfig
 from vidbatch.infer.tasks import TASKS, frame_spec_for, task_output_fields
 from vidbatch.plan.clips import MAX_SAMPLES_PER_CLIP, max_samples_per_clip
 from vidbatch.shots import DETECTORS, get_detector
@@ -88,6 +88,18 @@ def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
     if problems:
         raise _invalid(problems)
     return cfg
+
+
+def shots_config(options: dict[str, Any]) -> ShotsConfig:
+    """A `shots:` config on its own (`vidbatch shots`), validated as inside a job."""
+    try:
+        cfg = JobConfig.model_validate({"shots": {k: v for k, v in options.items() if v is not None}})
+    except ValidationError as e:
+        raise _format_validation_error(e) from None
+    problems = _shots_problems(cfg)
+    if problems:
+        raise _invalid(problems)
+    return cfg.shots
 
 
 def require_inputs_and_output(cfg: JobConfig) -> None:
