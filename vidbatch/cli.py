@@ -377,14 +377,16 @@ def report_command(
     out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
     max_clips: Annotated[int, typer.Option("--max-clips", min=1, help="Clip thumbnails shown per video.")] = 200,
+    max_videos: Annotated[int, typer.Option("--max-videos", min=1, help="Videos shown (failed first, then by file name); the page says how many more there are.")] = 100,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Write one self-contained HTML page: counts, runs, top labels, per-video timelines with thumbnails, errors."""
+    """Write one self-contained HTML page: counts, runs and their stage timings, label and score histograms,
+    per-video timelines with thumbnails, errors."""
     from vidbatch.read.report import render_report
 
     so = _storage_options(storage_option)
     _require_output(out, so)
-    output.write_text(render_report(out, so, max_clips), encoding="utf-8")
+    output.write_text(render_report(out, so, max_clips, max_videos), encoding="utf-8")
     typer.echo(f"report written to {output}")
 
 
