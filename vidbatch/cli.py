@@ -249,7 +249,7 @@ def shots_command(
 
 @app.command("schema")
 def schema_command() -> None:
-    """Print the output tables' schema (the README section is generated from this)."""
+    """Print the output tables' schema (docs/schema.md is generated from this)."""
     from vidbatch.core.schema import schema_markdown
 
     typer.echo(schema_markdown())
