@@ -255,7 +255,7 @@ def test_cli_on_a_terminal_shows_one_live_display_and_no_ray_chatter(video_dir: 
     terminal = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 3, stdout + terminal
     assert "vidbatch" in terminal and "videos probed" in terminal  # the live display drew on the terminal
-    assert " INFO " not in terminal and "core_worker" not in terminal and "Progress bars disabled" not in terminal
+    assert "INFO" not in terminal and "core_worker" not in terminal and "Progress bars disabled" not in terminal
     assert "1 new, 0 changed, 0 skipped, 1 failed" in stdout and "corrupt.mp4" in stdout
     (manifest,) = (tmp_path / "o" / "runs").glob("*.json")
     stages = json.loads(manifest.read_text())["stage_s"]

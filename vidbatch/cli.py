@@ -123,16 +123,16 @@ def _progress(cfg, verbose: bool):
 
 def _summary_lines(summary: RunSummary, cfg) -> list[str]:
     c = summary.counts
+    videos = (
+        f"{c.listed} videos listed: {c.new} new, {c.changed} changed{f', {c.backfill} backfilled' if c.backfill else ''}, "
+        f"{c.skipped} skipped, {c.failed} failed, {c.quarantined} quarantined"
+        f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}"
+    )
     if not summary.files:  # an incremental run with nothing to do
-        quarantined = f", {c.quarantined} quarantined" if c.quarantined else ""
-        lines = [f"nothing new: {c.listed} videos listed, {c.skipped} unchanged{quarantined}; "
-                 f"nothing written, Ray not started ({summary.wall_s:.1f}s)"]
+        lines = [f"nothing new - {videos}; nothing written, Ray not started ({summary.wall_s:.1f}s)"]
     else:
         lines = [
-            f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {c.listed} videos listed: "
-            f"{c.new} new, {c.changed} changed{f', {c.backfill} backfilled' if c.backfill else ''}, {c.skipped} skipped, "
-            f"{c.failed} failed, {c.quarantined} quarantined"
-            f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}; "
+            f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {videos}; "
             f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
             f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
         ]
