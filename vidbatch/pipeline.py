@@ -250,7 +250,8 @@ def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgres
     for row in ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).iter_rows():
         prepared.append(PreparedVideo.from_json(row["prepared_json"]))
         progress.probed_video()
-    return prepared
+    order = {s.uri: i for i, s in enumerate(sources)}
+    return sorted(prepared, key=lambda p: order[p.source.uri])  # the listing's order, however the rows arrived
 
 
 def detect_shots(
