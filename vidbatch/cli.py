@@ -121,7 +121,7 @@ def _progress(cfg, verbose: bool):
     return LineProgress(sys.stderr, PLAIN_PROGRESS_EVERY_S)
 
 
-def _summary_lines(summary: RunSummary, cfg) -> list[str]:
+def _summary_lines(summary: RunSummary) -> list[str]:
     c = summary.counts
     videos = (
         f"{c.listed} videos listed: {c.new} new, {c.changed} changed{f', {c.backfill} backfilled' if c.backfill else ''}, "
@@ -178,15 +178,19 @@ def run_command(
 
     from vidbatch.pipeline import run
 
+    progress = _progress(cfg, verbose)
     try:
-        summary = run(cfg, _progress(cfg, verbose), verbose=verbose)
+        summary = run(cfg, progress, verbose=verbose)
     except ConfigError as e:  # found by listing, or settings only the cluster can refute (more actors than CPUs)
+        progress.done()  # the live display gives the terminal back before the message
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        progress.done()  # however the run ended
     for block in (_clip_table(summary, cfg.out.show, cfg.storage_options), _error_table(summary, cfg.storage_options)):
         if block:
             typer.echo(block)
-    typer.echo("\n".join(_summary_lines(summary, cfg)))
+    typer.echo("\n".join(_summary_lines(summary)))
     raise typer.Exit(summary.exit_code)
 
 
