@@ -10,7 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PHASE_TITLES = {
     "list": "listing inputs",
@@ -138,7 +141,7 @@ class LiveProgress(RunProgress):
     """One live rich display on a terminal: the phase, a bar per count, clips/s and the ETA; it disappears when the
     run ends (the summary follows)."""
 
-    def __init__(self, console) -> None:  # rich.console.Console
+    def __init__(self, console: Console) -> None:
         from rich.live import Live
 
         super().__init__()
