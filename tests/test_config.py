@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,31 @@ def test_weights_of_another_model_are_refused():
 def test_example_configs_validate(path: Path):
     """Every shipped example config stays valid as the config grows."""
     load_config(path)
+
+
+def test_readme_configuration_table_is_one_table_of_real_fields():
+    """One table (a blank line once split it, with rows under no header), each field named once, every name a
+    real config field."""
+    from vidbatch.config import JobConfig, TaskConfig
+
+    section = (Path(__file__).parents[1] / "README.md").read_text().split("### Configuration reference\n\n", 1)[1]
+    table = section.split("\n\n", 1)[0].splitlines()
+    assert table[0] == "| field | default | meaning |" and all(line.startswith("|") for line in table)
+    named = []
+    for row in table[2:]:
+        prefix = ""
+        for token in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            if "." in token:
+                prefix, _, token = token.rpartition(".")
+            named.append(f"{prefix}.{token}" if prefix else token)
+    assert len(named) == len(set(named)), [n for n in named if named.count(n) > 1]
+    for name in named:
+        model, *path = name.split(".")
+        fields = JobConfig.model_fields
+        if model == "tasks[]":
+            fields, model = TaskConfig.model_fields, path.pop(0)
+        assert model in fields, name
+        for key in path:
+            fields = fields[model].annotation.model_fields
+            assert key in fields, name
+            model = key

@@ -150,6 +150,11 @@ def test_cli_exit_codes_and_table(ray_session, video_dir: Path, mobilenet_weight
     assert partial.exit_code == 3, partial.output
     stages = sorted(r["stage"] for r in read(tmp_path / "p", "errors").to_pylist())
     assert stages == ["list", "probe"]
+    # the summary shows the error rows themselves: file name, stage, message
+    lines = partial.stdout.splitlines()
+    errors = lines[lines.index("errors:") + 3 : lines.index("errors:") + 5]
+    assert [line.split()[:2] for line in errors] == [["corrupt.mp4", "probe"], ["missing.mp4", "list"]]
+    assert "FileNotFoundError" in errors[1] and str(tmp_path) not in errors[0]
 
 
 def test_cli_process_starts_its_own_embedded_ray(video_dir: Path, tmp_path: Path):
@@ -210,3 +215,48 @@ def test_repeated_and_missing_inputs_keep_counts_consistent(ray_session, video_d
     assert (c.inputs, c.listed, c.ok, c.failed, c.unreadable_inputs) == (2, 1, 1, 0, 1)
     videos = read(tmp_path / "o", "videos")
     assert videos.num_rows == 2 and len(set(videos["video_id"].to_pylist())) == 2
+
+
+def test_cli_on_a_terminal_shows_one_live_display_and_no_ray_chatter(video_dir: Path, tmp_path: Path):
+    """A fresh `python -m vidbatch run` with stderr on a pseudo-terminal: vidbatch's live progress, none of Ray's
+    INFO lines or its core_worker actor notice; the summary on stdout. The manifest records the phases' times."""
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).parents[1]), "COLUMNS": "120"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidbatch", "run", str(video_dir / "a.mp4"), str(video_dir / "corrupt.mp4"),
+         "-o", str(tmp_path / "o"), "--set", "tasks=[]", "--set", "ray.num_cpus=2"],
+        stdout=subprocess.PIPE, stderr=slave, text=True, env=env,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the last writer closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=300)
+    reader.join(timeout=10)
+    os.close(master)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 3, stdout + terminal
+    assert "vidbatch" in terminal and "videos probed" in terminal  # the live display drew on the terminal
+    assert "INFO" not in terminal and "core_worker" not in terminal and "Progress bars disabled" not in terminal
+    assert "1 new, 0 changed, 0 skipped, 1 failed" in stdout and "corrupt.mp4" in stdout
+    (manifest,) = (tmp_path / "o" / "runs").glob("*.json")
+    stages = json.loads(manifest.read_text())["stage_s"]
+    assert {"list", "ray", "probe", "stream"} <= set(stages)
+    assert any(k.startswith("ray_task_s:MapBatches(DecodeStage)") for k in stages)  # fused with result_table here

@@ -28,7 +28,7 @@ def nightly(archive: Path, out: Path, **extra) -> vidbatch.store.manifest.RunSum
         cfg[key] = {**cfg.get(key, {}), **value}
     summary = vidbatch.run(cfg)
     c = summary.counts
-    assert c.listed == c.new + c.changed + c.skipped + c.failed + c.quarantined
+    assert c.listed == c.new + c.changed + c.backfill + c.skipped + c.failed + c.quarantined
     assert c.inputs == c.listed + c.unreadable_inputs
     return summary
 
@@ -75,11 +75,13 @@ def test_nightly_lifecycle(ray_session, tmp_path: Path):
     assert s.counts.deleted == 1 and s.counts.listed == 2
     assert [r for r in rows(out, "ledger") if r["video_uri"].endswith("b.mp4")][-1]["status"] == "deleted"
 
-    # a pipeline change: plain nightly keeps the old rows, --backfill reprocesses under the new fingerprint
+    # a pipeline change: plain nightly keeps the old rows (and says so), --backfill reprocesses under the new
+    # fingerprint and counts it as a backfill, as the ledger does
     s = nightly(archive, out, sampling={"frames_per_clip": 3})
-    assert s.counts.skipped == 1 and s.counts.changed == 0
+    assert (s.counts.skipped, s.counts.changed, s.counts.older_pipeline) == (1, 0, 1)
     s = nightly(archive, out, sampling={"frames_per_clip": 3}, incremental={"backfill": True})
-    assert s.counts.changed == 1
+    assert (s.counts.backfill, s.counts.changed, s.counts.older_pipeline) == (1, 0, 0)
+    assert [r["reason"] for r in rows(out, "ledger") if r["video_uri"].endswith("a.mp4")][-1] == "backfill"
     a_rows = [r for r in rows(out, "clips") if r["video_uri"].endswith("a.mp4")]
     assert len(a_rows) == 4 and {len(r["frame_times_s"]) for r in a_rows} == {3}
     latest = run_query(str(out), "SELECT regexp_extract(video_uri, '[^/]+$') AS name, status FROM ledger ORDER BY name")
@@ -100,3 +102,22 @@ def test_changed_file_and_full_rerun_do_not_duplicate(ray_session, tmp_path: Pat
     clip_rows = rows(out, "clips")
     assert len(clip_rows) == 2 and {r["run_id"] for r in clip_rows} == {second.run_id}
     shutil.rmtree(archive)
+
+
+def test_a_night_with_nothing_new_starts_no_ray(ray_session, tmp_path: Path, monkeypatch):
+    import vidbatch.pipeline
+
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    make_video(archive / "a.mp4", seconds=2.0)
+    first = nightly(archive, out)
+    commits = sorted((out / "_commits").iterdir())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(vidbatch.pipeline, "ensure_ray", refuse)
+    quiet = nightly(archive, out)
+    assert (quiet.counts.listed, quiet.counts.skipped, quiet.exit_code, quiet.status) == (1, 1, 0, "complete")
+    assert quiet.files == {} and sorted((out / "_commits").iterdir()) == commits  # nothing written
+    assert not (out / "runs" / f"{quiet.run_id}.json").exists() and first.files

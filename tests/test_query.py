@@ -34,6 +34,9 @@ def test_cli_formats(kinds_output, tmp_path):
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["video_uri", "clips"] and lines[-1] == "(6 rows)"
     assert len({len(line) for line in lines[2:-1]}) == 1  # aligned: every row as wide as the widest
+    assert lines[2].split()[0] == "gradient0.mp4" and "/" not in table.stdout  # file names, not whole paths
+    narrow = runner.invoke(app, ["query", out, "SELECT video_uri, labels FROM clips LIMIT 2"], env={"COLUMNS": "50"})
+    assert narrow.exit_code == 0 and max(map(len, narrow.stdout.splitlines())) <= 50 and "…" in narrow.stdout
 
     as_csv = runner.invoke(app, ["query", out, sql, "--format", "csv"])
     assert as_csv.stdout.splitlines()[0] == "video_uri,clips" and as_csv.stdout.splitlines()[1].endswith(",3")
@@ -79,3 +82,30 @@ def test_query_on_s3(kinds_output):
         assert cli.stdout.split() == ["n", "1"]
     finally:
         server.stop()
+
+
+def test_a_missing_view_lists_the_views_that_exist(kinds_output):
+    result = CliRunner().invoke(app, ["query", str(kinds_output[0]), "SELECT * FROM shots"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: no view 'shots' in {kinds_output[0]}; its views: clips, errors, ledger, runs, videos"
+
+
+def test_python_api_reads_the_committed_tables(kinds_output, tmp_path):
+    import polars
+
+    import vidbatch
+
+    out, _, _, summary = kinds_output
+    clips = vidbatch.read(str(out))
+    assert clips.num_rows == summary.counts.clips == 18 and "embedding" in clips.column_names
+    assert clips.num_rows == run_query(str(out), "SELECT count(*) AS n FROM clips").to_pylist()[0]["n"]
+    frame = vidbatch.read(str(out), table="videos", columns=["video_uri", "status"], as_polars=True)
+    assert isinstance(frame, polars.DataFrame) and frame.shape == (7, 2)
+    assert vidbatch.read(str(out), "runs", columns=["run_id"]).to_pylist() == [{"run_id": summary.run_id}]
+    with pytest.raises(ValueError, match="has no 'shots' table; it has: clips, videos, errors, ledger, runs"):
+        vidbatch.read(str(out), "shots")
+    with pytest.raises(ValueError, match="holds no vidbatch output"):
+        vidbatch.read(str(tmp_path / "nothing"))
+    from vidbatch.read.query import run_query as still_a_submodule
+
+    assert still_a_submodule is run_query  # the package stays a package

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,8 +13,10 @@ from deltalake import write_deltalake
 from typer.testing import CliRunner
 
 from vidbatch.cli import app
-from vidbatch.read.report import gather, render_report
-from vidbatch.store.committed import read_table
+from vidbatch.core.errors import ErrorRow
+from vidbatch.read.report import gather, label_histogram_svg, render_report, time_ticks
+from vidbatch.store.committed import read_table, record_snapshot
+from vidbatch.store.tables import videos_table
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +69,19 @@ def test_report_in_chromium_shows_the_numbers_and_thumbnails(kinds_output, repor
     images, loaded, dom = loaded_images(report, tmp_path)
     assert images == summary.counts.clips == 18 and loaded == images
     counts = dict(re.findall(r'id="count-(\w+)"><div class="n">(\d+)</div>', dom))
-    assert counts == {"inputs": "7", "ok": "6", "failed": "1", "clips": "18", "errors": "1"}
+    assert counts == {"inputs": "7", "ok": "6", "failed": "1", "unreadable": "0", "clips": "18", "errors": "1"}
     assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "InvalidDataError" in dom
-    for name in kinds:
-        assert name in dom
-    assert "<svg" in dom and "clips (top-1 label)" in dom  # the label histogram, inline
+    # headings are file names (the whole URI is the line under it), failed videos first
+    headings = re.findall(r'<h3 class="name">([^<]*)</h3>', dom)
+    assert headings == ["broken.mp4", *sorted(kinds)]
+    assert dom.count('<div class="axis"') == 6 and ">3 s</span>" in dom  # a time axis under every clip bar
+    assert "192x144 h264, 10 fps · 3 clips" in dom  # per-video metadata
+    assert 'id="legend"' in dom
+    assert "<svg" in dom and "clips (top-1 label)" in dom and "top-1 score" in dom  # both histograms, inline
+    stages = re.search(r'<table id="stages">.*?</table>', dom, re.S)[0]
+    assert summary.run_id in stages
+    timings = gather(str(kinds_output[0]))["runs"][0]["stages"]
+    assert timings["probe"] > 0 and timings["stream"] > 0 and timings["decode_tasks"] > 0 and timings["inference_actors"] > 0
 
     png = tmp_path / "report.png"
     browse(report, tmp_path, "--window-size=1280,2000", f"--screenshot={png}")
@@ -94,3 +105,26 @@ def test_shots_appear_on_the_timelines(kinds_output, tmp_path):
     with_shots = [t for t in data["timelines"] if t.shots]
     assert [t.video_id for t in with_shots] == [video_id] and [s["left"] for s in with_shots[0].shots] == [0.0, 40.0]
     assert render_report(str(out)).count('<div class="bar shots">') == 1
+
+
+def test_counts_agree_with_the_cli_and_videos_are_capped(kinds_output, tmp_path):
+    """An input that could not be listed is an unreadable input, as the CLI counts it, not a failed video; and
+    a page with more videos than --max-videos says how many it left out."""
+    out = tmp_path / "out"
+    shutil.copytree(kinds_output[0], out)
+    gone = ErrorRow.from_exception(uri=str(tmp_path / "gone.mp4"), stage="list", exc=FileNotFoundError("no such file"))
+    write_deltalake(str(out / "videos"), videos_table([], [gone], Counter(), set(), "zz-missing"), mode="append")
+    record_snapshot(str(out), None, "test-append")  # readers' snapshot includes the appended row
+    data = gather(str(out), max_videos=3)
+    assert {k: data["counts"][k] for k in ("inputs", "ok", "failed", "unreadable")} == {"inputs": 8, "ok": 6, "failed": 1, "unreadable": 1}
+    assert [t.name for t in data["timelines"]] == ["broken.mp4", "gone.mp4", "gradient0.mp4"] and data["hidden_videos"] == 5
+    html = render_report(str(out), max_videos=3)
+    assert "3 videos shown (failed first, then by name); 5 more not shown" in html and "unreadable input" in html
+
+
+def test_count_axes_have_integer_ticks_and_time_axes_nice_steps():
+    ticks = re.findall(r"<!-- (.*?) -->", label_histogram_svg([("a", 3), ("b", 1)]))
+    assert ticks[:4] == ["0", "1", "2", "3"]  # not 0.0, 0.5, 1.0, ...
+    assert [t["label"] for t in time_ticks(4.5)] == ["0", "1", "2", "3", "4"]
+    assert [t["label"] for t in time_ticks(600)] == ["0:00", "2:00", "4:00", "6:00", "8:00", "10:00"]
+    assert time_ticks(4.5)[-1]["left"] == pytest.approx(100 * 4 / 4.5, abs=1e-3)

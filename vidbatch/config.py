@@ -185,7 +185,9 @@ class RayConfig(StrictModel):
     address: str | None = Field(None, description="Ray cluster address; None starts an embedded local Ray (unless RAY_ADDRESS is set).")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for an embedded local Ray.")
     num_gpus: int | None = Field(None, ge=0, description="GPUs an embedded local Ray offers; default: the ones Ray detects.")
-    progress_bars: bool = True
+    progress_bars: bool = Field(
+        False, description="Ray Data's own per-operator progress bars (vidbatch shows its own progress display instead)."
+    )
     reserve_operator_resources: bool = Field(
         False, description="Ray Data's per-operator resource reservation; on small clusters it holds CPUs for idle "
         "operators and serialises the decode tasks (benchmarks/README.md)."

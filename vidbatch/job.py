@@ -2,14 +2,19 @@
 registries or storage. Every problem is worded with its field path first, as pydantic words its own."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import yaml
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.registry import known_implementations
+from fsspec.utils import get_protocol
 from pydantic import ValidationError
 
-from vidbatch.config import ConfigError, JobConfig
+from vidbatch.config import ConfigError, JobConfig, ShotsConfig
 from vidbatch.infer.tasks import TASKS, frame_spec_for, task_output_fields
 from vidbatch.plan.clips import MAX_SAMPLES_PER_CLIP, max_samples_per_clip
 from vidbatch.shots import DETECTORS, get_detector
@@ -43,6 +48,10 @@ def _task_problems(cfg: JobConfig) -> list[str]:
     for i, t in enumerate(cfg.tasks):
         if t.task not in TASKS:
             return [f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}"]
+        for name in ("weights_path", "head_path"):
+            problem = getattr(t, name) and _missing_backend(getattr(t, name))
+            if problem:
+                return [f"tasks.{i}.{name}: {problem}"]
         try:
             task_output_fields([t])
         except (ValueError, KeyError) as e:
@@ -81,12 +90,67 @@ def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
     return cfg
 
 
+def shots_config(options: dict[str, Any]) -> ShotsConfig:
+    """A `shots:` config on its own (`vidbatch shots`), validated as inside a job."""
+    try:
+        cfg = JobConfig.model_validate({"shots": {k: v for k, v in options.items() if v is not None}})
+    except ValidationError as e:
+        raise _format_validation_error(e) from None
+    problems = _shots_problems(cfg)
+    if problems:
+        raise _invalid(problems)
+    return cfg.shots
+
+
 def require_inputs_and_output(cfg: JobConfig) -> None:
     """A run needs both; checked before anything starts, by every entrypoint."""
     if not cfg.output:
         raise ConfigError("output: required (-o/--output or `output:` in the config)")
     if not cfg.inputs:
         raise ConfigError("inputs: required (ARCHIVE arguments or `inputs:` in the config)")
+
+
+def _missing_backend(url: str) -> str | None:
+    """Why no file system can open url (its fsspec package is not installed, with the pip command), else None."""
+    for part in url.split("::"):  # chained URLs: simplecache::s3://...
+        protocol = get_protocol(part)
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError:
+            package = known_implementations.get(protocol, {}).get("class", protocol).split(".")[0]
+            return f"{url}: {protocol}:// needs the {package} package: pip install {package}"
+        except ValueError:
+            return f"{url}: no fsspec file system for {protocol}://"
+    return None
+
+
+def _output_problem(output: str, storage_options: dict[str, Any]) -> str | None:
+    """An output that is a file, or (on a local disk) a directory this user cannot write."""
+    fs, path = url_to_fs(output, **storage_options)
+    if fs.isfile(path):
+        return f"{output} is a file; give a directory (it is created if missing)"
+    if not isinstance(fs, LocalFileSystem):
+        return None  # an object store says whether a write is allowed only when one is tried
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{output}: {existing} is a file, so the directory cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{output}: {existing} is not writable by this user"
+    return None
+
+
+def check_storage(cfg: JobConfig) -> None:
+    """What the file systems can refuse before Ray starts, each in one line: an input or output URL whose fsspec
+    package is missing (checkpoints are checked with the tasks), an output that is a file or not writable."""
+    for field, url in [("output", cfg.output), *(("inputs", u) for u in cfg.inputs)]:
+        problem = _missing_backend(url)
+        if problem:
+            raise ConfigError(f"{field}: {problem}")
+    problem = _output_problem(cfg.output, cfg.storage_options)
+    if problem:
+        raise ConfigError(f"output: {problem}")
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -6,14 +6,19 @@ decoded frames exist only between the decode tasks and the actors.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,13 +36,14 @@ from vidbatch.core.storage import OutputStore
 from vidbatch.decode.decode_stage import DecodeStage, result_table
 from vidbatch.infer.actor import ClipInferenceActor, clips_per_call
 from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
-from vidbatch.job import require_inputs_and_output
+from vidbatch.job import check_storage, require_inputs_and_output
 from vidbatch.plan.clips import max_samples_per_clip
 from vidbatch.plan.frame_plan import FrameLayout
 from vidbatch.plan.listing import VideoSource, list_videos, scope_of
 from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.shots import get_detector
 from vidbatch.shots.planning import replan_with_shots
+from vidbatch.progress import RunProgress
 from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
 from vidbatch.store.commits import (
     STAGING,
@@ -51,7 +57,7 @@ from vidbatch.store.committed import RUNS, check_layout
 from vidbatch.store.delta import delta_storage_options
 from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
 from vidbatch.store.lease import acquire as acquire_lease
-from vidbatch.store.ledger import ledger_table, read_ledger, select
+from vidbatch.store.ledger import Selection, ledger_table, read_ledger, select
 from vidbatch.store.manifest import (
     EXIT_CRASH,
     RunCounts,
@@ -69,17 +75,19 @@ def _cluster_address(cfg: RayConfig) -> str | None:
     return cfg.address or os.environ.get("RAY_ADDRESS")
 
 
-def ensure_ray(cfg: RayConfig) -> None:
+def ensure_ray(cfg: RayConfig, verbose: bool = True) -> None:
     """Join RAY_ADDRESS/--address when given, else start an embedded local Ray (once per process)."""
     if ray.is_initialized():
         return
     address = _cluster_address(cfg)
+    level = logging.INFO if verbose else logging.WARNING  # "Started a local Ray instance." and the like
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=level)
     else:
         # "local": always a fresh embedded instance, never a `ray start` cluster that happens to run here
         ray.init(
-            address="local", num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False, log_to_driver=False
+            address="local", num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
+            log_to_driver=False, logging_level=level,
         )
 
 
@@ -142,6 +150,89 @@ def _pool_args(request: PoolRequest, num_cpus: float, cluster_gpus: float) -> di
     if request.device == "cpu" and cluster_gpus > 0:
         args["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
     return args
+
+
+
+# Ray core's driver prints this once per process (an ERROR line from C++, straight to fd 2) for every Ray Data actor
+# pool: Ray Data itself passes the actor its map function and DataContext as ObjectRefs (ray.put, in
+# ActorPoolMapOperator) and gives the actor max_restarts=-1; our constructor kwargs are small and not the cause (a
+# pool with one int kwarg prints it too). The refs are owned by the driver and held by the operator while the pool
+# lives, so restarts do work; turning restarts off (max_restarts=0, the only knob) would give up recovery from a
+# lost node or an OOM-killed actor. So the line is hidden unless -v (ray-project/ray#53727 is the upstream issue).
+HIDDEN_DRIVER_LINES = (b"has constructor arguments in the object store and max_restarts > 0",)
+# Ray Data warns that its own bars are off; vidbatch's progress display is what shows instead.
+HIDDEN_RAY_DATA_MESSAGES = ("Progress bars disabled.",)
+
+
+class _QuietRayData(logging.Filter):
+    """On Ray Data's console handler only (its log file keeps everything): warnings and errors pass, INFO lines
+    ("Starting execution of Dataset ...", "... execution finished in 3.31 seconds") and the notices above do not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not record.getMessage().startswith(HIDDEN_RAY_DATA_MESSAGES)
+
+
+@contextlib.contextmanager
+def _drop_stderr_lines(markers: tuple[bytes, ...]) -> Iterator[None]:
+    """Pass this process's fd 2 through a thread that drops whole lines containing a marker (what Ray's C++ core
+    worker writes there bypasses Python logging). Partial lines pass at once, unless one might be a C++ log line
+    (they start with "["), which waits for its newline."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        pending = b""
+        try:
+            while chunk := os.read(read_fd, 65536):
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                kept = [ln + b"\n" for ln in lines if not any(m in ln for m in markers)]
+                if pending and not pending.startswith(b"["):
+                    kept.append(pending)
+                    pending = b""
+                if kept:
+                    os.write(saved, b"".join(kept))
+            if pending:
+                os.write(saved, pending)
+        except OSError:  # the terminal went away: nothing left to show
+            pass
+        finally:
+            os.close(read_fd)
+
+    thread = threading.Thread(target=pump, name="vidbatch-stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # drops the pipe's last write end: the pump reads to EOF and ends
+        thread.join(timeout=5)
+        if not thread.is_alive():  # else a child process holds the pipe: leave the pump forwarding to `saved`
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_ray(verbose: bool) -> Iterator[None]:
+    """Ray's own chatter hidden for the duration of a run unless verbose (see HIDDEN_DRIVER_LINES)."""
+    if verbose:
+        yield
+        return
+    handlers = [  # the console handler; Ray Data's session log file handler is no StreamHandler
+        h for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    quiet = _QuietRayData()
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        with _drop_stderr_lines(HIDDEN_DRIVER_LINES):
+            yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
@@ -219,25 +310,33 @@ def _check_capacity(config: JobConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVideo]:
+def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgress) -> list[PreparedVideo]:
     """Probe and plan every video in parallel Ray tasks; the plans are small, so they come back to the driver."""
+    progress.phase("probe", total=len(sources))
     if not sources:
         return []
     stage = PrepareStage(
         config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry
     )
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
-    rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
-    return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
+    prepared = []
+    for row in ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).iter_rows():
+        prepared.append(PreparedVideo.from_json(row["prepared_json"]))
+        progress.probed_video()
+    order = {s.uri: i for i, s in enumerate(sources)}
+    return sorted(prepared, key=lambda p: order[p.source.uri])  # the listing's order, however the rows arrived
 
 
-def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) -> tuple[pa.Table, list[PreparedVideo]]:
+def detect_shots(
+    config: JobConfig, prepared: list[PreparedVideo], run_id: str, progress: RunProgress | None = None
+) -> tuple[pa.Table, list[PreparedVideo]]:
     """clip_mode=shots: decode each probed video once at 48x27 (Ray tasks), find its shots (in the same task, or in
     an actor pool for a detector with a model), then re-plan its clips to follow them on the driver.
 
     Returns the shots/ table and the re-planned videos; a video whose shot stage failed carries the error instead.
     """
     videos = [p for p in prepared if p.info is not None and p.error is None]
+    (progress or RunProgress()).phase("shots")
     results: list[dict[str, Any]] = []
     if videos:
         sh = config.shots
@@ -270,14 +369,65 @@ def _with_run_id(config: JobConfig, store: OutputStore, key: str) -> tuple[str, 
     return config.run_id or new_run_id(), datetime.now(UTC).strftime("%Y-%m-%d"), 0, False
 
 
-def run(config: JobConfig) -> RunSummary:
+@dataclass(frozen=True)
+class Listing:
+    """What the driver learns before Ray starts: the inputs as listed, the ledger, and what this run must do."""
+
+    sources: list[VideoSource]
+    list_errors: list[ErrorRow]
+    ignored: int
+    previous: dict[str, dict[str, Any]]
+    selection: Selection
+    older_pipeline: int  # skipped videos whose committed clips come from another pipeline fingerprint (--backfill)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """An incremental run with nothing new, changed, failed, deleted or unreadable: Ray is not started."""
+        sel = self.selection
+        return not (sel.process or sel.deleted or self.list_errors)
+
+
+def list_and_select(config: JobConfig, store: OutputStore, options: dict[str, str] | None, pipeline: str) -> Listing:
+    """List the inputs and sort them against the ledger, on the driver. All inputs missing is bad usage (exit 2):
+    nothing could ever be processed."""
+    so = config.storage_options or None
+    sources, list_errors, ignored = list_videos(config.inputs, config.input, so, config.retry)
+    if not sources and list_errors and all(e.error_type == "FileNotFoundError" for e in list_errors):
+        first = list_errors[0]
+        more = f" (and {len(list_errors) - 1} more)" if len(list_errors) > 1 else ""
+        raise ConfigError(f"inputs: nothing to read: {first.uri}: {first.message}{more}")
+    previous = read_ledger(config.output, options)
+    scope = None if list_errors else scope_of(config.inputs, config.input, so)
+    selection = select(sources, previous, pipeline, config.incremental, scope)
+    older = sum(1 for s in selection.skipped if previous[s.uri]["pipeline"] != pipeline)
+    return Listing(sources, list_errors, ignored, previous, selection, older)
+
+
+def _nothing_new(config: JobConfig, listing: Listing, started: float) -> RunSummary:
+    """The summary of a nightly run that found nothing to do: nothing is written and no Ray is started."""
+    sel = listing.selection
+    counts = RunCounts(
+        inputs=len(listing.sources), listed=len(listing.sources), skipped=len(sel.skipped),
+        quarantined=len(sel.quarantined), ignored_files=listing.ignored, older_pipeline=listing.older_pipeline,
+    )
+    status, exit_code = status_for(counts)
+    return RunSummary(
+        run_id=new_run_id(), output=config.output or "", status=status, exit_code=exit_code, counts=counts,
+        started_at=datetime.now(UTC).isoformat(), wall_s=time.time() - started, pipeline_s=0.0, config={},
+    )
+
+
+def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = True) -> RunSummary:
     """Run the job once over config.inputs; returns the summary also written to runs/<run_id>.json.
 
     Started again after a crash or kill with the same job, it resumes the staged run. A crash still leaves a
     manifest (status `crashed`, exit code 1, the error) before the exception propagates, unless the run had
-    already committed (then its manifest stands).
+    already committed (then its manifest stands). progress: what to report while running (default: nothing
+    shown); verbose=False hides Ray's own log lines (`quiet_ray`).
     """
     require_inputs_and_output(config)
+    check_storage(config)
+    progress = progress or RunProgress()
     started = time.time()
     store = OutputStore(config.output, config.storage_options or None, config.retry)
     check_layout(store)
@@ -285,7 +435,12 @@ def run(config: JobConfig) -> RunSummary:
     identity = pipeline_identity(config)
     pipeline = pipeline_fingerprint(identity)
     key = job_key(config, pipeline)
-    ensure_ray(config.ray)
+    progress.phase("list")
+    listing = list_and_select(config, store, options, pipeline)
+    if config.incremental.enabled and listing.nothing_to_do and find_resumable(store, key, config.run_id) is None:
+        return _nothing_new(config, listing, started)
+    progress.phase("ray")
+    ensure_ray(config.ray, verbose)
     _check_capacity(config)  # refused before anything is written
     lease = acquire_lease(store, key, config.run_id or "(starting)")
     try:
@@ -295,12 +450,14 @@ def run(config: JobConfig) -> RunSummary:
             run_id=run_id, output=config.output, status="running", exit_code=EXIT_CRASH, counts=RunCounts(),
             started_at=datetime.now(UTC).isoformat(), wall_s=0.0, pipeline_s=0.0, config=recorded_config(config),
             dt=dt, pipeline=pipeline, pipeline_identity=identity, resumed=resumed, seq=seq, job_key=key,
+            stage_s=progress.stage_s,  # filled in as the phases end
         )
         try:
             if not resumed:
                 summary.seq = next_sequence(config.output, options, key)
                 stage_intent(store, run_id, key, dt, summary.seq)
-            _run(config, store, options, summary, started)
+            with quiet_ray(verbose):
+                _run(config, store, options, summary, started, listing, progress)
         except BaseException as e:
             if summary.committed_at is None:
                 summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
@@ -309,13 +466,30 @@ def run(config: JobConfig) -> RunSummary:
             raise
     finally:
         lease.release()
+        progress.done()
     return summary
 
 
+def _stream_batches(stream: ray.data.Dataset, units: list[str], progress: RunProgress) -> Iterator[pa.Table]:
+    """The clip stream's result tables for the driver loop, counted into progress; when it ends, Ray Data's task
+    time per operator (decode tasks, inference actors) goes into the manifest's stage_s."""
+    progress.phase("stream", total=len(units))
+    progress.expect_clips(sum(len(json.loads(u)["clips"]) for u in units))
+    yield from stream.iter_batches(batch_format="pyarrow", batch_size=None)
+    progress.end_phase()
+    pending = [stream.get_stats_summary()]  # the last operator's stats; upstream operators are its parents
+    while pending:
+        stats = pending.pop()
+        pending += stats.parents
+        for op in stats.operators_stats:
+            if op.wall_time is not None and op.wall_time.count:
+                progress.stage_s[f"ray_task_s:{op.operator_name}"] = round(float(op.wall_time.sum), 3)
+
+
 def _run(
-    config: JobConfig, store: OutputStore, options: dict[str, str] | None, summary: RunSummary, started: float
+    config: JobConfig, store: OutputStore, options: dict[str, str] | None, summary: RunSummary, started: float,
+    listing: Listing, progress: RunProgress,
 ) -> None:
-    so = config.storage_options or None
     run_id, pipeline = summary.run_id, summary.pipeline
     task_fields = task_output_fields(config.tasks)
     ctx = ray.data.DataContext.get_current()
@@ -323,14 +497,13 @@ def _run(
     ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
     t_pipeline = time.time()
 
-    sources, list_errors, ignored = list_videos(config.inputs, config.input, so, config.retry)
-    previous = read_ledger(config.output, options)
-    scope = None if list_errors else scope_of(config.inputs, config.input, so)
-    selection = select(sources, previous, pipeline, config.incremental, scope)
-    prepared = _prepare(config, [s for s, _ in selection.process])
+    sources, list_errors, ignored, previous, selection = (
+        listing.sources, listing.list_errors, listing.ignored, listing.previous, listing.selection
+    )
+    prepared = _prepare(config, [s for s, _ in selection.process], progress)
     shot_file = None
     if config.clips.clip_mode == "shots":
-        shots, prepared = detect_shots(config, prepared, run_id)
+        shots, prepared = detect_shots(config, prepared, run_id, progress)
         shot_file = stage_shots(store, shots, run_id)
 
     targets = unit_targets(prepared, pipeline, run_id)
@@ -341,8 +514,9 @@ def _run(
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
         stream = _clip_stream(config, todo, result_schema(task_fields))
-        for table in stream.iter_batches(batch_format="pyarrow", batch_size=None):
+        for table in _stream_batches(stream, todo, progress):
             sink.add(table)
+            progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
     if sink.unfinished():
         raise RuntimeError(f"{len(sink.unfinished())} work units returned incomplete results")
     outcomes = {**done, **sink.outcomes}
@@ -374,7 +548,9 @@ def _run(
         listed=len(sources),
         unreadable_inputs=len(list_errors),
         new=reasons["new"],
-        changed=sum(reasons.values()) - reasons["new"],
+        changed=sum(reasons.values()) - reasons["new"] - reasons["backfill"],
+        backfill=reasons["backfill"],
+        older_pipeline=listing.older_pipeline,
         skipped=len(selection.skipped),
         failed=sum(1 for _, _, ok in processed if not ok),
         quarantined=len(selection.quarantined),

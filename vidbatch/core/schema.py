@@ -218,11 +218,13 @@ HEAD_PREDICTIONS = pa.schema(
 
 
 def _table_markdown(title: str, schema: pa.Schema) -> str:
+    """title: the table's folder, then an optional note (`head_predictions/ (\`vidbatch apply-head\`)`)."""
     rows = ["| column | type | description |", "|---|---|---|"]
     for f in schema:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         rows.append(f"| `{f.name}` | `{f.type}`{'' if f.nullable else ' not null'} | {doc} |")
-    return f"### `{title}`\n\n" + "\n".join(rows)
+    name, _, note = title.partition(" ")
+    return f"### `{name}`{' ' + note if note else ''}\n\n" + "\n".join(rows)
 
 
 def schema_markdown() -> str:

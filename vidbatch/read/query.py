@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 import duckdb
@@ -66,7 +67,8 @@ def run_query(out: str, sql: str, storage_options: dict[str, Any] | None = None,
     return rel.to_arrow_table()
 
 
-def _text(value: Any, short_floats: bool = True) -> str:
+def cell_text(value: Any, short_floats: bool = True) -> str:
+    """One value as text: floats to 6 significant digits, bytes as their length, lists and structs as JSON."""
     if value is None:
         return ""
     if isinstance(value, float) and short_floats:
@@ -78,28 +80,12 @@ def _text(value: Any, short_floats: bool = True) -> str:
     return str(value)
 
 
-def format_aligned(table: pa.Table, max_width: int = 60) -> str:
-    """Columns padded to their widest cell (cells cut at max_width), numbers right-aligned."""
-    names = table.column_names
-    cells = [[_text(v)[:max_width] for v in col.to_pylist()] for col in table.columns]
-    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in table.schema.types]
-    widths = [max([len(n), *map(len, col)]) for n, col in zip(names, cells)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-
-    rows = [line(names), line(["-" * w for w in widths])]
-    rows += [line([col[i] for col in cells]) for i in range(table.num_rows)]
-    rows.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-    return "\n".join(rows)
-
-
 def format_csv(table: pa.Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)
     for row in table.to_pylist():
-        writer.writerow([_text(row[n], short_floats=False) for n in table.column_names])
+        writer.writerow([cell_text(row[n], short_floats=False) for n in table.column_names])
     return buffer.getvalue()
 
 
@@ -111,3 +97,17 @@ def format_json(table: pa.Table) -> str:
 
 def write_parquet(table: pa.Table, path: str) -> None:
     pq.write_table(table, path, compression="zstd")
+
+
+def view_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The views a query can name on this connection (the output's tables that exist, `runs`)."""
+    rows = con.sql(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal UNION SELECT table_name FROM duckdb_tables()"
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def missing_view(error: duckdb.Error) -> str | None:
+    """The table name of DuckDB's "Table with name X does not exist" (which then guesses a system table)."""
+    match = re.search(r"Table with name (\S+) does not exist", str(error))
+    return match[1] if match else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,11 +16,16 @@ from typing import Any
 import duckdb
 import jinja2
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vidbatch.read.query import connect
+from vidbatch.read.terminal import file_name
 from vidbatch.store.committed import run_manifests
 
 MAX_LABELS = 20  # bars in the top-label histogram
+SCORE_BINS = 20  # bars in the top-1 score histogram, over [0, 1]
+MAX_TICKS = 8  # time-axis ticks under a clip bar
+METADATA = ("width", "height", "codec", "fps", "rotation")  # videos/ columns shown under a video's heading
 
 
 @dataclass
@@ -31,6 +37,71 @@ class VideoTimeline:
     clips: list[dict[str, Any]] = field(default_factory=list)
     shots: list[dict[str, Any]] = field(default_factory=list)
     hidden_clips: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ticks: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: bool = False  # the input could not even be listed (no file there)
+
+    @property
+    def name(self) -> str:
+        return file_name(self.video_uri)
+
+    @property
+    def details(self) -> str:
+        """`1280x720 h264, 25 fps, rotated 90°`: what the videos/ table knows of the stream."""
+        m = self.metadata
+        parts = []
+        if m.get("width") and m.get("height"):
+            parts.append(f"{m['width']}x{m['height']}")
+        if m.get("codec"):
+            parts.append(str(m["codec"]))
+        text = " ".join(parts)
+        if m.get("fps"):
+            text += f"{', ' if text else ''}{m['fps']:.4g} fps"
+        if m.get("rotation"):
+            text += f", rotated {m['rotation']}°"
+        return text
+
+
+MINUTE_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+
+
+def _clock(t: float) -> str:
+    h, rest = divmod(int(round(t)), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def time_ticks(duration_s: float) -> list[dict[str, Any]]:
+    """Ticks for a clip bar, about MAX_TICKS intervals, positioned in percent of the bar: seconds at a 1/2/5 x 10^k
+    step, or m:ss at whole minutes for long videos."""
+    if duration_s <= 0:
+        return []
+    raw = duration_s / MAX_TICKS
+    if raw > 30:
+        step = next((m for m in MINUTE_STEPS if m >= raw), MINUTE_STEPS[-1])
+        label = _clock
+    else:
+        magnitude = 10 ** math.floor(math.log10(raw))
+        step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+        def label(t: float) -> str:
+            return f"{round(t, 10):g}"
+
+    return [{"left": _percent(i * step, duration_s), "label": label(i * step)} for i in range(int(duration_s / step + 1e-9) + 1)]
+
+
+def stage_timings(manifest: dict[str, Any]) -> dict[str, float | None]:
+    """A run's phases (manifest stage_s) and Ray Data's summed task time of the decode tasks and inference actors."""
+    stages = manifest.get("stage_s") or {}
+
+    def task_time(part: str) -> float | None:
+        values = [v for k, v in stages.items() if k.startswith("ray_task_s:") and part in k]
+        return sum(values) if values else None
+
+    return {
+        "list": stages.get("list"), "ray": stages.get("ray"), "probe": stages.get("probe"), "shots": stages.get("shots"),
+        "stream": stages.get("stream"), "decode_tasks": task_time("DecodeStage"),
+        "inference_actors": task_time("ClipInferenceActor"),
+    }
 
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
@@ -44,6 +115,14 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     return con.sql(sql).to_arrow_table().to_pylist()
 
 
+def _svg(fig: Figure) -> str:
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]
+
+
 def label_histogram_svg(counts: list[tuple[str, int]]) -> str:
     """Horizontal bars of clip counts per top label, as inline SVG markup (matplotlib, no pyplot state)."""
     fig = Figure(figsize=(7, 0.3 * len(counts) + 0.9))
@@ -54,12 +133,22 @@ def label_histogram_svg(counts: list[tuple[str, int]]) -> str:
     for y, v in enumerate(values):
         ax.text(v, y, f" {v}", va="center", fontsize=8)
     ax.set_xlabel("clips (top-1 label)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]
+    return _svg(fig)
+
+
+def score_histogram_svg(scores: list[float]) -> str:
+    """Clips per top-1 score, SCORE_BINS bins over [0, 1]: how sure the model was."""
+    fig = Figure(figsize=(7, 2.6))
+    ax = fig.add_subplot()
+    ax.hist(scores, bins=SCORE_BINS, range=(0.0, 1.0), color="#55a868", edgecolor="white")
+    ax.set_xlabel("top-1 score")
+    ax.set_ylabel("clips")
+    ax.set_xlim(0, 1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
 
 
 def _data_uri(jpeg: bytes | None) -> str | None:
@@ -70,20 +159,26 @@ def _percent(t: float, duration: float) -> float:
     return round(100.0 * max(0.0, min(t, duration)) / duration, 3) if duration > 0 else 0.0
 
 
-def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200) -> dict[str, Any]:
+def gather(
+    out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200, max_videos: int = 100
+) -> dict[str, Any]:
     """Everything the page shows, as plain values (the template only lays it out)."""
     con = connect(out, storage_options)
     clip_cols, video_cols = _columns(con, "clips"), _columns(con, "videos")
     error_cols, shot_cols = _columns(con, "errors"), _columns(con, "shots")
     runs = run_manifests(out, storage_options)
+    for r in runs:
+        r["stages"] = stage_timings(r)
 
-    counts: dict[str, Any] = {"inputs": 0, "ok": 0, "failed": 0, "clips": 0, "errors": 0}
+    counts: dict[str, Any] = {"inputs": 0, "ok": 0, "failed": 0, "unreadable": 0, "clips": 0, "errors": 0}
     if video_cols:
         # videos/ logs every run that touched a video: its latest row is its state
         con.sql("CREATE TEMP VIEW current_videos AS SELECT * FROM videos QUALIFY row_number() OVER "
                 "(PARTITION BY video_id ORDER BY run_id DESC) = 1")
-        counts["inputs"], counts["ok"], counts["failed"] = con.sql(
-            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed') FROM current_videos"
+        # as the CLI counts: an input that could not even be listed (no fingerprint) is unreadable, not a failed video
+        counts["inputs"], counts["ok"], counts["failed"], counts["unreadable"] = con.sql(
+            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed' AND fingerprint IS NOT NULL),"
+            " count(*) FILTER (status = 'failed' AND fingerprint IS NULL) FROM current_videos"
         ).fetchall()[0]
     if clip_cols:
         counts["clips"] = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]  # committed: each clip once
@@ -101,12 +196,23 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
             f" GROUP BY 1 ORDER BY n DESC, 1 LIMIT {MAX_LABELS}"
         ).fetchall()
         histogram = label_histogram_svg(top) if top else None
+    score_histogram = None
+    if "scores" in clip_cols:
+        scores = [r[0] for r in con.sql("SELECT scores[1] FROM clips WHERE len(scores) > 0").fetchall()]
+        score_histogram = score_histogram_svg(scores) if scores else None
 
     timelines: dict[str, VideoTimeline] = {}
     if video_cols:
         duration = "duration_s" if "duration_s" in video_cols else "NULL"
-        for v in _rows(con, f"SELECT video_id, video_uri, {duration} AS duration_s, status FROM current_videos ORDER BY video_uri"):
-            timelines[v["video_id"]] = VideoTimeline(v["video_id"], v["video_uri"], v["duration_s"] or 0.0, v["status"])
+        meta = "".join(f", {c}" for c in METADATA if c in video_cols)
+        unreadable = "fingerprint IS NULL" if "fingerprint" in video_cols else "false"
+        sql = (f"SELECT video_id, video_uri, {duration} AS duration_s, status, {unreadable} AS unreadable{meta} "
+               "FROM current_videos ORDER BY video_uri")
+        for v in _rows(con, sql):
+            timelines[v["video_id"]] = VideoTimeline(
+                v["video_id"], v["video_uri"], v["duration_s"] or 0.0, v["status"],
+                metadata={c: v[c] for c in METADATA if c in v}, unreadable=bool(v["unreadable"]),
+            )
     if clip_cols:
         extra = [c for c in ("labels", "scores", "thumbnail") if c in clip_cols]
         select = ", ".join(["video_id", "video_uri", "clip_id", "start_s", "end_s", *extra])
@@ -130,26 +236,37 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
         for item in [*tl.clips, *tl.shots]:
             item["left"] = _percent(item["start_s"], tl.duration_s)
             item["width"] = max(0.2, _percent(item["end_s"], tl.duration_s) - item["left"])
+        tl.ticks = time_ticks(tl.duration_s)
         if len(tl.clips) > max_clips_per_video:
             tl.hidden_clips = len(tl.clips) - max_clips_per_video
             tl.clips = tl.clips[:max_clips_per_video]
+    # failed videos first (they are what a reader looks for), then by file name; at most max_videos on the page
+    ordered = sorted(timelines.values(), key=lambda t: (t.status == "ok", t.name, t.video_uri))
+    shown, hidden_videos = ordered[:max_videos], max(0, len(ordered) - max_videos)
 
     by_label: dict[str, int] = defaultdict(int)
-    for tl in timelines.values():
+    for tl in shown:
         for c in tl.clips:
             by_label[c["label"] or ""] += 1
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
-    colors = {label: palette[i % len(palette)] for i, label in enumerate(sorted(by_label, key=lambda k: -by_label[k]))}
+    order = sorted(by_label, key=lambda k: (-by_label[k], k))
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(order)}
+    legend = [{"label": label or "(no label)", "color": colors[label], "clips": by_label[label]} for label in order]
+    for e in errors:
+        e["name"] = file_name(e["video_uri"])
     return {
         "out": out, "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "counts": counts,
         "errors_by_type": errors_by_type, "errors": errors, "runs": runs, "histogram": histogram,
-        "timelines": sorted(timelines.values(), key=lambda t: t.video_uri), "colors": colors,
+        "score_histogram": score_histogram, "timelines": shown, "hidden_videos": hidden_videos, "colors": colors,
+        "legend": legend,
     }
 
 
-def render_report(out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200) -> str:
+def render_report(
+    out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200, max_videos: int = 100
+) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("vidbatch.read", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("report.html.j2").render(**gather(out, storage_options, max_clips_per_video))
+    return env.get_template("report.html.j2").render(**gather(out, storage_options, max_clips_per_video, max_videos))

@@ -31,13 +31,14 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class RunCounts:
-    """Reconciles: inputs = listed + unreadable_inputs; listed = new + changed + skipped + failed + quarantined."""
+    """Reconciles: inputs = listed + unreadable_inputs;
+    listed = new + changed + backfill + skipped + failed + quarantined."""
 
     inputs: int = 0
     listed: int = 0  # videos found by listing the inputs
     unreadable_inputs: int = 0  # inputs that could not be listed (missing path, empty directory, store down)
     new: int = 0  # processed ok, first time seen
-    changed: int = 0  # processed ok again: changed file, retry, backfill, or a full (non-incremental) rerun
+    changed: int = 0  # processed ok again: changed file, retry, or a full (non-incremental) rerun
     skipped: int = 0  # unchanged since an ok run (incremental runs)
     failed: int = 0  # processed this run and failed (see errors/)
     quarantined: int = 0  # skipped: failed incremental.quarantine_after runs in a row, unchanged since
@@ -50,6 +51,8 @@ class RunCounts:
     source_seconds: float = 0.0
     ignored_files: int = 0  # files under listed directories/globs without a video suffix
     resumed_units: int = 0  # work units a resumed run found finished by its killed attempt
+    backfill: int = 0  # processed ok again because their pipeline fingerprint changed (--backfill)
+    older_pipeline: int = 0  # skipped (incremental) but their clips come from another pipeline: --backfill redoes them
 
 
 @dataclass
@@ -61,7 +64,7 @@ class RunSummary:
     counts: RunCounts
     started_at: str
     wall_s: float
-    pipeline_s: float  # after Ray start-up: listing, probing, decoding, inference, writing
+    pipeline_s: float  # after Ray start-up: probing, decoding, inference, writing (listing runs before Ray starts)
     config: dict[str, Any]
     versions: dict[str, str] = field(default_factory=package_versions)
     error: str | None = None  # why a crashed run stopped
@@ -73,6 +76,9 @@ class RunSummary:
     seq: int = 0  # the job's run sequence number: with the job key, the app transaction of every table commit
     table_versions: dict[str, int] = field(default_factory=dict)  # every output table's version once committed
     committed_at: str | None = None  # when the last table commit landed; readers use committed runs only
+    # seconds per driver phase (list, ray start-up, probe, shots, stream = decode + inference overlapping) and
+    # Ray Data's summed task time per operator (`ray_task_s:MapBatches(DecodeStage)`, ...); see vidbatch.progress
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def throughput(self) -> dict[str, float]:
