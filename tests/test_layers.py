@@ -45,3 +45,10 @@ def test_no_import_cycles():
             if back:
                 cycles.append(" -> ".join((importer, *back)))
     assert not cycles, "\n".join(cycles)
+
+
+def test_stages_without_models_do_not_import_torch():
+    """Probe and decode workers deserialise these stages; importing torch there costs seconds and memory per worker."""
+    code = "import sys, vidbatch.plan.prepare, vidbatch.decode.decode_stage; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

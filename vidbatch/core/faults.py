@@ -7,7 +7,7 @@ error rows they would mark every video failed and quarantine it after a few nigh
 """
 from __future__ import annotations
 
-import torch
+import sys
 
 from vidbatch.core.errors import ErrorRow
 
@@ -17,7 +17,6 @@ PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
 )
 # torch >= 2.8 raises CUDA runtime errors as torch.AcceleratorError; older releases, CUDA libraries and TorchScript
 # (which wraps them once more) raise plain RuntimeErrors or torch.jit.Error, told apart by these words
-_ACCELERATOR_ERROR = getattr(torch, "AcceleratorError", None)
 _CUDA_MESSAGES = ("CUDA error", "CUDA driver error", "cuDNN error", "CUBLAS_STATUS", "CUDNN_STATUS", "CUFFT_")
 
 
@@ -29,9 +28,19 @@ class DeviceUnavailable(SystemicError):
     """A process was given a GPU that torch cannot use."""
 
 
+def _torch():  # the torch module, or None
+    """torch only where it is already imported: a process that never imported it (a decode task) can raise no
+    torch error, and importing it there would cost seconds and hundreds of MB per worker."""
+    return sys.modules.get("torch")
+
+
 def is_device_fault(exc: BaseException) -> bool:
     """A CUDA runtime error: the process's CUDA context may be unusable from now on (sticky errors)."""
-    return (_ACCELERATOR_ERROR is not None and isinstance(exc, _ACCELERATOR_ERROR)) or (
+    torch = _torch()
+    if torch is None:
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
         isinstance(exc, (RuntimeError, torch.jit.Error)) and any(m in str(exc) for m in _CUDA_MESSAGES)
     )
 
@@ -39,7 +48,9 @@ def is_device_fault(exc: BaseException) -> bool:
 def is_systemic(exc: BaseException) -> bool:
     """True for failures that would repeat on any input. Out of memory counts: callers that can shrink their batch
     catch it first and let it through only at the smallest one."""
-    return isinstance(exc, (SystemicError, torch.OutOfMemoryError, *PROGRAMMING_ERRORS)) or is_device_fault(exc)
+    torch = _torch()
+    out_of_memory = (torch.OutOfMemoryError,) if torch is not None else ()
+    return isinstance(exc, (SystemicError, *out_of_memory, *PROGRAMMING_ERRORS)) or is_device_fault(exc)
 
 
 def common_failure(errors: list[ErrorRow], attempted: int) -> SystemicError | None:
