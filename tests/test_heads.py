@@ -2,6 +2,7 @@
 refused on another embedding model."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,8 +38,9 @@ def trained_head(kinds_output, tmp_path_factory):
     return head_path, truth, labelled, result.stdout
 
 
-def test_head_labels_the_unlabelled_half(kinds_output, trained_head):
-    out = kinds_output[0]
+def test_head_labels_the_unlabelled_half(kinds_output, trained_head, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(kinds_output[0], out)  # the session's shared output stays as the job wrote it
     head_path, truth, labelled, printed = trained_head
     assert "held-out accuracy 1.000" in printed
     head, head_id = read_head(str(head_path))

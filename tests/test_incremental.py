@@ -111,7 +111,7 @@ def test_a_night_with_nothing_new_starts_no_ray(ray_session, tmp_path: Path, mon
     archive.mkdir()
     make_video(archive / "a.mp4", seconds=2.0)
     first = nightly(archive, out)
-    commits = sorted((out / "_commits").iterdir())
+    written = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
 
     def refuse(*args, **kwargs):
         raise AssertionError("Ray was started")
@@ -119,5 +119,5 @@ def test_a_night_with_nothing_new_starts_no_ray(ray_session, tmp_path: Path, mon
     monkeypatch.setattr(vidbatch.pipeline, "ensure_ray", refuse)
     quiet = nightly(archive, out)
     assert (quiet.counts.listed, quiet.counts.skipped, quiet.exit_code, quiet.status) == (1, 1, 0, "complete")
-    assert quiet.files == {} and sorted((out / "_commits").iterdir()) == commits  # nothing written
-    assert not (out / "runs" / f"{quiet.run_id}.json").exists() and first.files
+    assert quiet.committed_at is None and sorted(str(f.relative_to(out)) for f in out.rglob("*")) == written
+    assert not (out / "runs" / f"{quiet.run_id}.json").exists() and first.committed_at  # nothing written
