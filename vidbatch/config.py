@@ -77,6 +77,19 @@ class SamplingConfig(StrictModel):
         return self
 
 
+class ProbeConfig(StrictModel):
+    """Limits on one video's probe and clip plan, so that no single file can stall or swamp a run."""
+
+    timeout_s: float | None = Field(
+        120.0, gt=0, description="Time budget per video for probing it and planning its clips; a video over it "
+        "becomes one `Timeout` error row and the run goes on. null: no budget."
+    )
+    max_clips_per_video: int = Field(
+        100_000, gt=0, description="A video that would plan more clips becomes one `TooManyClips` error row instead "
+        "(100,000 two-second clips are 55 hours)."
+    )
+
+
 class DecodeConfig(StrictModel):
     strategy: Literal["auto", "sequential", "seek"] = Field(
         "auto",
@@ -186,6 +199,7 @@ class JobConfig(StrictModel):
     input: InputConfig = InputConfig()
     clips: ClipConfig = ClipConfig()
     sampling: SamplingConfig = SamplingConfig()
+    probe: ProbeConfig = ProbeConfig()
     decode: DecodeConfig = DecodeConfig()
     tasks: list[TaskConfig] = Field(default_factory=lambda: [TaskConfig()], description="Empty list: decode only.")
     inference: InferenceConfig = InferenceConfig()

@@ -153,7 +153,8 @@ def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVide
     if not sources:
         return []
     stage = PrepareStage(
-        config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry
+        config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry,
+        config.probe,
     )
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
     rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
