@@ -21,7 +21,7 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from vidbatch.config import ConfigError, JobConfig, RayConfig
-from vidbatch.core.errors import ErrorRow, errors_table, merge_per_video
+from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_per_video
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
 from vidbatch.decode.decode_stage import DecodeStage, result_table
@@ -280,10 +280,12 @@ def _run(
 
     unit_errors = [ErrorRow(**e) for o in outcomes.values() for e in o.errors]
     errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
-    failed_ids = {e.video_id for e in errors}
     clip_counts: Counter = Counter()
+    damaged_counts: Counter = Counter()
     for o in outcomes.values():
         clip_counts[o.video_id] += o.clips
+        damaged_counts[o.video_id] += o.damaged_clips
+    failed_ids = failed_videos(errors, clip_counts)  # a video with damaged clips and one clip written is ok
 
     now = datetime.now(UTC).isoformat()
     processed = [(s, reason, s.video_id not in failed_ids) for s, reason in selection.process]
@@ -294,7 +296,7 @@ def _run(
         clip_files=sorted(o.file for o in outcomes.values() if o.file), clip_schema=clip_schema,
         shot_file=shot_file, shot_schema=SHOTS if config.clips.clip_mode == "shots" else None,
         replace_ids={s.video_id for s, _, _ in processed} - keep_old,
-        videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id),
+        videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id, damaged_counts),
         errors=errors_table(errors, run_id), ledger=ledger,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import av
@@ -106,40 +107,50 @@ class BestEffortClock:
         return dts
 
 
+def seconds(ts: int, time_base: Fraction) -> float:
+    """A timestamp in seconds, computed as PyAV computes `frame.time` (so the two agree to the last bit)."""
+    return float(ts) * time_base.numerator / time_base.denominator
+
+
 class TimedFrame(NamedTuple):
     frame: av.VideoFrame
-    ts: int | None  # best-effort timestamp in the stream's time base (None: the frame has neither pts nor dts)
-    time: float | None  # the same in seconds on the file's clock
+    time: float | None  # best-effort presentation time in seconds on the file's clock (None: no pts, no dts)
     after_damage: bool  # packets were rejected since the previous frame: frames are missing before this one
 
 
 @dataclass
-class PacketErrors:
-    """Packets of a stream the codec rejected, in total and since the last frame that came out."""
+class PacketLog:
+    """What `decodable_frames` met: packets the codec rejected (in total, and since the last frame that came out),
+    and the latest packet timestamp read (where the stream's data really reaches)."""
 
     rejected: int = 0
     since_frame: int = 0
-    last: str | None = None  # the last rejection, as `InvalidDataError: message`
+    last_error: str | None = None  # the last rejection, as `InvalidDataError: message`
+    last_packet_time: float | None = None
 
 
 def decodable_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, errors: PacketErrors | None = None
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, log: PacketLog | None = None
 ) -> Iterator[TimedFrame]:
-    """The stream's frames in presentation order from the current position, as FFmpeg's tools decode: a packet the
-    codec rejects (damaged data) is skipped and decoding resumes with the next one, instead of ending the stream
-    as `container.decode()` does. A frame that was partly repaired carries `frame.is_corrupt`."""
-    errors = errors if errors is not None else PacketErrors()
+    """The stream's frames in presentation order from the current position, as FFmpeg's tools decode them: a packet
+    the codec rejects (damaged data) is skipped and decoding resumes with the next one, where `container.decode()`
+    would end the stream. A frame that was partly repaired carries `frame.is_corrupt`. Call it again after a seek:
+    each call has its own best-effort clock."""
+    log = log if log is not None else PacketLog()
     clock = BestEffortClock()
     tb = stream.time_base
     for packet in container.demux(stream):  # ends with an empty packet that flushes the decoder
+        if packet.pts is not None and tb is not None:
+            t = seconds(packet.pts, tb)
+            log.last_packet_time = t if log.last_packet_time is None else max(log.last_packet_time, t)
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as e:
-            errors.rejected += 1
-            errors.since_frame += 1
-            errors.last = f"{type(e).__name__}: {e}"
+            log.rejected += 1
+            log.since_frame += 1
+            log.last_error = f"{type(e).__name__}: {e}"
             continue
         for frame in frames:
             ts = clock(frame.pts, frame.dts)
-            damaged, errors.since_frame = errors.since_frame > 0, 0
-            yield TimedFrame(frame, ts, None if ts is None or tb is None else float(ts * tb), damaged)
+            damaged, log.since_frame = log.since_frame > 0, 0
+            yield TimedFrame(frame, None if ts is None or tb is None else seconds(ts, tb), damaged)

@@ -17,7 +17,7 @@ from typing import Any
 import av
 
 from vidbatch.config import RetryConfig
-from vidbatch.core.container import BestEffortClock, open_container
+from vidbatch.core.container import BestEffortClock, open_container, seconds
 from vidbatch.core.deadline import Deadline
 from vidbatch.core.errors import (
     ImplausibleDuration,
@@ -101,7 +101,7 @@ def _read_start(container: Any, stream: Any, deadline: Deadline) -> _Start:
                 if frames:
                     first = frames[0]
                     ts = clock(first.pts, first.dts)
-                    first_time = None if ts is None else float(ts * stream.time_base)
+                    first_time = None if ts is None else seconds(ts, stream.time_base)
             if first is not None and (packets >= KEYFRAME_SCAN_PACKETS or len(key_times) >= 4):
                 break
             if packets >= 4 * KEYFRAME_SCAN_PACKETS:  # nothing decodes: enough evidence
