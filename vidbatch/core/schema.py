@@ -178,8 +178,8 @@ SHOTS = pa.schema(
     [
         _f("video_id", pa.string(), "see clips.video_id", False),
         _f("shot_index", pa.int32(), "0-based position of the shot in its video", False),
-        _f("start_s", pa.float64(), "first frame of the shot, seconds from the video's first frame (start_frame / fps)", False),
-        _f("end_s", pa.float64(), "end of the shot's last frame ((end_frame + 1) / fps, at most the duration)", False),
+        _f("start_s", pa.float64(), "presentation time of the shot's first frame, seconds from the video's first frame (variable frame rate: that frame's own timestamp)", False),
+        _f("end_s", pa.float64(), "end of the shot's last frame: the next frame's time (the duration for the last shot)", False),
         _f("start_frame", pa.int64(), "index of the shot's first frame in presentation order", False),
         _f("end_frame", pa.int64(), "index of the shot's last frame (inclusive); transnetv2 leaves transition frames out of both shots", False),
         _f("boundary_score", pa.float32(), "score of the boundary that opens the shot: transnetv2 probability, content HSV difference; null for the first shot"),
