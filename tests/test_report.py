@@ -67,7 +67,7 @@ def test_report_in_chromium_shows_the_numbers_and_thumbnails(kinds_output, repor
     assert images == summary.counts.clips == 18 and loaded == images
     counts = dict(re.findall(r'id="count-(\w+)"><div class="n">(\d+)</div>', dom))
     assert counts == {"inputs": "7", "ok": "6", "failed": "1", "clips": "18", "errors": "1"}
-    assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "InvalidDataError" in dom
+    assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "Unreadable" in dom
     for name in kinds:
         assert name in dom
     assert "<svg" in dom and "clips (top-1 label)" in dom  # the label histogram, inline
@@ -94,3 +94,23 @@ def test_shots_appear_on_the_timelines(kinds_output, tmp_path):
     with_shots = [t for t in data["timelines"] if t.shots]
     assert [t.video_id for t in with_shots] == [video_id] and [s["left"] for s in with_shots[0].shots] == [0.0, 40.0]
     assert render_report(str(out)).count('<div class="bar shots">') == 1
+
+
+def test_a_videos_current_row_is_the_one_its_last_committed_run_wrote(tmp_path):
+    """Run ids need not sort by time (`--run-id` names them): run `zz-first` committed before `aa-second`."""
+    import json
+
+    from vidbatch.core.schema import VIDEOS
+
+    out = tmp_path / "out"
+    rows = [{"video_id": "v1", "video_uri": "v.mp4", "status": status, "clip_count": n, "run_id": run}
+            for status, n, run in (("failed", 0, "zz-first"), ("ok", 3, "aa-second"))]
+    for i, row in enumerate(rows):
+        write_deltalake(str(out / "videos"), pa.Table.from_pylist([row], schema=VIDEOS), mode="append")
+        (out / "runs").mkdir(exist_ok=True)
+        manifest = {"run_id": row["run_id"], "status": "complete", "table_versions": {"videos": i},
+                    "started_at": f"2026-01-0{i + 1}T00:00:00+00:00", "committed_at": f"2026-01-0{i + 1}T00:10:00+00:00"}
+        (out / "runs" / f"{row['run_id']}.json").write_text(json.dumps(manifest))
+    data = gather(str(out))
+    assert (data["counts"]["ok"], data["counts"]["failed"]) == (1, 0)
+    assert [t.status for t in data["timelines"]] == ["ok"]
