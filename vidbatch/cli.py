@@ -54,6 +54,7 @@ def run_command(
     show: Annotated[int | None, typer.Option("--show", help="Clips to print after the run.")] = None,
     incremental: Annotated[bool, typer.Option("--incremental", help="Process only videos the ledger has not seen ok (nightly runs).")] = False,
     backfill: Annotated[bool, typer.Option("--backfill", help="With --incremental: also reprocess videos of an older pipeline fingerprint.")] = False,
+    partial_ok: Annotated[bool | None, typer.Option("--partial-ok/--no-partial-ok", help="Exit 0, not 3, when only inputs failed (out.partial_ok): Ray Jobs and KubeRay show any non-zero exit as FAILED.")] = None,
 ) -> None:
     """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet.
 
@@ -64,6 +65,7 @@ def run_command(
             overrides={
                 "inputs": list(archive or []) or None, "output": output, "ray.address": address, "run_id": run_id,
                 "out.show": show, "incremental.enabled": (incremental or backfill) or None, "incremental.backfill": backfill or None,
+                "out.partial_ok": partial_ok,
             },
         )
         require_inputs_and_output(cfg)
@@ -88,9 +90,18 @@ def run_command(
         f"{f', {c.deleted} deleted' if c.deleted else ''}{f', {c.unreadable_inputs} unreadable inputs' if c.unreadable_inputs else ''}; "
         f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
         f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
+        + _partial_ok_note(summary)
     )
     typer.echo(f"output: {summary.output} (manifest runs/{summary.run_id}.json)")
     raise typer.Exit(summary.exit_code)
+
+
+def _partial_ok_note(summary: RunSummary) -> str:
+    """Why a run with failed inputs exits 0 (out.partial_ok), with the count, so logs tell it from a clean night."""
+    failed = summary.counts.failed + summary.counts.unreadable_inputs
+    if summary.exit_code != 0 or not failed:
+        return ""
+    return f"; exit 0 with --partial-ok: {failed} input{'s' if failed != 1 else ''} failed (see errors/)"
 
 
 @app.command("schema")

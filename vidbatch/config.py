@@ -185,6 +185,11 @@ class OutputConfig(StrictModel):
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
     thumbnails: bool = Field(True, description="Store a small JPEG of each clip's middle sampled frame in clips.thumbnail.")
     thumbnail_width: int = Field(160, ge=16, le=1024, description="Thumbnail width in pixels (aspect kept, never upscaled).")
+    partial_ok: bool = Field(
+        False, description="Exit 0 instead of 3 when the run finished and only inputs failed (their rows are in "
+        "errors/), so schedulers that show any non-zero exit as FAILED (Ray Jobs, KubeRay) tell a night with bad "
+        "files from a crash. Still 3 when no input could be listed at all."
+    )
     delta_storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="delta-rs storage options over those derived from storage_options (e.g. `AWS_REGION`, "

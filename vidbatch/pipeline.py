@@ -321,7 +321,7 @@ def _run(
         ignored_files=ignored,
         resumed_units=len(done),
     )
-    summary.status, summary.exit_code = status_for(summary.counts)
+    summary.status, summary.exit_code = status_for(summary.counts, config.out.partial_ok)
     summary.wall_s, summary.pipeline_s = time.time() - started, time.time() - t_pipeline
     summary.write(store)  # the outcome, before the commits; the table versions follow once they land
     summary.table_versions = publish(store, options, app_id_for(summary.job_key), summary.seq, run_id, tables)
