@@ -65,3 +65,23 @@ def test_damaged_clip_rows_are_not_merged_into_one_per_video():
     merged = merge_per_video(rows)
     assert [(r.video_id, r.clip_id, r.end_s) for r in merged] == [("w", "c5", 20.0), ("v", "c1", 4.0), ("v", "c3", 8.0)]
     assert failed_videos(merged, Counter(v=2, w=1)) == {"w"}
+
+
+def test_the_sink_ignores_rows_it_has_seen(damaged: Path, tmp_path: Path):
+    """A decode task that Ray runs again after its worker died sends its clips again: each is staged once."""
+    info = probe_video(str(damaged))
+    clips = tuple(ClipPlan(i, f"c{i}", float(i), i + 1.0, (i + 0.5,)) for i in range(3))
+    unit = WorkUnit(str(damaged), "vid", 0, info.start_s, info.keyframe_interval_s, clips)
+    tables = [result_table(b, result_schema([]), {}) for b in DecodeStage(SPEC, "auto", 1, 1)(
+        {"unit_json": np.array([json.dumps(unit.to_dict())])})]
+    target = UnitTarget("u0", "vid", "_staging/r/units/u0.parquet", {c.clip_id: c.clip_index for c in clips})
+    sink = UnitSink(OutputStore(str(tmp_path)), "r", "p", clips_schema([]), {"u0": target}, set())
+    import pyarrow as pa
+
+    sink.add(tables[0])
+    sink.add(pa.concat_tables([tables[0], tables[1], tables[1]]))  # the retry's first rows, one twice
+    sink.add(pa.concat_tables(tables))  # and all of them again, after the unit may have finished
+    assert not sink.unfinished() and sink.outcomes["u0"].clips == 3
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "_staging/r/units/u0.parquet")["clip_id"].to_pylist() == ["c0", "c1", "c2"]

@@ -77,6 +77,20 @@ def ensure_ray(cfg: RayConfig) -> None:
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
+# A worker process that dies (a node lost, OOM-killed, SIGKILL) is not the input's fault: Ray runs its task again,
+# or restarts its actor and retries the batch there, a bounded number of times so that a fault that persists ends
+# the run (exit 1, resumable) instead of retrying forever (Ray Data's defaults are unbounded). tests/test_faults.py
+TASK_RETRIES = {"max_retries": 3}
+ACTOR_RESTARTS = {"max_restarts": 3, "max_task_retries": 3}
+
+
+def _retrying(map_call: Any, *args: Any, **kwargs: Any) -> ray.data.Dataset:
+    """map/map_batches with the arguments above; Ray 2.60 takes them only through its deprecated **ray_remote_args."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return map_call(*args, **kwargs)
+
+
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
     """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
     layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
@@ -87,8 +101,9 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
-    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
-    ds = ds.map_batches(
+    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    ds = _retrying(
+        ds.map_batches,
         DecodeStage(
             spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
             config.out.thumbnail_width if config.out.thumbnails else None, layout,
@@ -98,12 +113,15 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     )
     if not config.tasks:
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
-        return ds.map_batches(functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args)
+        return _retrying(
+            ds.map_batches, functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args
+        )
     inf = config.inference
     gpus = inf.num_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and inf.device != "cpu" else 0.0
-    return ds.map_batches(
+    return _retrying(
+        ds.map_batches,
         ClipInferenceActor,
         fn_constructor_kwargs={"tasks": config.tasks, "cfg": inf, "storage_options": config.storage_options or None},
         batch_size=max(1, (inf.batch_size or FRAMES_PER_ACTOR_CALL) // k),
@@ -111,6 +129,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
         num_cpus=inf.num_cpus,
         num_gpus=gpus,
         batch_format="numpy",
+        **ACTOR_RESTARTS,
     )
 
 
@@ -157,7 +176,7 @@ def _prepare(config: JobConfig, sources: list[VideoSource]) -> list[PreparedVide
         config.probe,
     )
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
-    rows = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).take_all()
+    rows = _retrying(ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map, stage, **TASK_RETRIES).take_all()
     return [PreparedVideo.from_json(r["prepared_json"]) for r in rows]
 
 

@@ -52,10 +52,16 @@ class UnitSink:
         self.outcomes: dict[str, UnitOutcome] = {}
 
     def add(self, table: pa.Table) -> None:
-        keys = [self.unit_of[c] for c in table["clip_id"].to_pylist()]
+        """Rows of any units. A clip seen before (a task Ray ran again after its worker died) is ignored."""
+        clip_ids = table["clip_id"].to_pylist()
+        keys = [self.unit_of[c] for c in clip_ids]
         for key in dict.fromkeys(keys):
-            part = table.filter(pa.array([k == key for k in keys]))
-            self._add_unit_rows(key, part)
+            pending, taken, fresh = self.pending.get(key, set()), set(), []
+            for k, c in zip(keys, clip_ids):
+                fresh.append(k == key and c in pending and c not in taken)
+                taken.add(c)
+            if any(fresh):
+                self._add_unit_rows(key, table.filter(pa.array(fresh)))
 
     def _add_unit_rows(self, key: str, part: pa.Table) -> None:
         target, pending = self.targets[key], self.pending[key]
