@@ -88,3 +88,14 @@ def test_hard_files_in_detail(corpus_run):
         assert all(e["message"] for e in errors[kind])
     (zero,) = errors["zero_timescale"]
     assert "one frame every 1024 s" in zero["message"]
+
+
+def test_a_spent_time_budget_is_one_timeout_row_per_video_and_the_run_finishes(ray_session, tmp_path: Path):
+    files = make_corpus(tmp_path / "in", kinds=["plain_h264_mp4", "lying_duration_1e12s"])
+    summary = vidbatch.run({"inputs": [str(tmp_path / "in")], "output": str(tmp_path / "out"), "tasks": [],
+                            "probe": {"timeout_s": 1e-9}, "ray": {"progress_bars": False}})
+    errors = read_table(str(tmp_path / "out"), "errors").to_pylist()
+    assert sorted((Path(e["video_uri"]).name, e["stage"], e["error_type"]) for e in errors) == sorted(
+        (f.name, "probe", "Timeout") for f in files)
+    assert "budget (probe.timeout_s)" in errors[0]["message"]
+    assert summary.exit_code == 3 and summary.counts.failed == 2
