@@ -28,8 +28,10 @@ Batch = dict[str, np.ndarray]
 
 _DEFAULTS = {pa.string(): "", pa.int32(): -1, pa.float64(): 0.0}
 # per-clip scalar columns of a frames batch, with the value an error row or a missing field gets
-_SCALAR_COLUMNS = [(f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS]
-_SCALAR_COLUMNS.append((RESULT_DAMAGE_FIELD.name, 0))
+_SCALAR_COLUMNS = [
+    *((f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS),
+    (RESULT_DAMAGE_FIELD.name, 0),
+]
 
 
 def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec, thumbnails: bool = False) -> Batch:
