@@ -125,7 +125,7 @@ def test_prepare_turns_every_probe_or_plan_failure_into_one_row(hostile, monkeyp
     assert capped.units == () and capped.info is not None
 
     clock = iter(range(0, 10**6, 10))  # every look at the clock: 10 s later
-    monkeypatch.setattr("vidbatch.core.deadline.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("vidbatch.core.deadline._now", lambda: float(next(clock)))
     late = PrepareStage(ClipConfig(), SamplingConfig(), 60.0, limits=ProbeConfig(timeout_s=25)).prepare(lying)
     assert late.error.error_type == "Timeout" and "25 s budget (probe.timeout_s)" in late.error.message
     monkeypatch.undo()

@@ -8,17 +8,21 @@ from dataclasses import dataclass, field
 from vidbatch.core.errors import Timeout
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
 @dataclass
 class Deadline:
     seconds: float | None  # None: no budget
     setting: str = "probe.timeout_s"  # the config field that sets it, named in the error
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: _now())
 
     def remaining(self) -> float | None:
-        return None if self.seconds is None else max(0.0, self.started + self.seconds - time.monotonic())
+        return None if self.seconds is None else max(0.0, self.started + self.seconds - _now())
 
     def expired(self) -> bool:
-        return self.seconds is not None and time.monotonic() > self.started + self.seconds
+        return self.seconds is not None and _now() > self.started + self.seconds
 
     def check(self, doing: str) -> None:
         if self.expired():
