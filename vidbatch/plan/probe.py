@@ -121,26 +121,28 @@ def _last_packet_end(container: Any, stream: Any, deadline: Deadline, keyframe_i
     One seek and a GOP of packets where the file has an index; a Matroska file without Cues is read through."""
 
     def end_after(offset: int) -> float | None:
-        container.seek(offset, stream=stream, backward=True)
+        try:
+            container.seek(offset, stream=stream, backward=True)
+        except (av.FFmpegError, OSError):  # not seekable (a raw stream: PermissionError), or the seek failed
+            deadline.check("seeking to the end")
+            return None
         end = None
-        for packet in container.demux(stream):
+        try:
+            for packet in container.demux(stream):
+                deadline.check("reading the last packets")
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None:
+                    e = float((ts + (packet.duration or 0)) * packet.time_base)
+                    end = e if end is None else max(end, e)
+        except av.FFmpegError:  # a damaged or cut-off tail: the packets read so far
             deadline.check("reading the last packets")
-            ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is not None:
-                e = float((ts + (packet.duration or 0)) * packet.time_base)
-                end = e if end is None else max(end, e)
         return end
 
-    try:
-        end = end_after(SEEK_TO_END)
-        if end is None:
-            return None
-        back = max(2 * keyframe_interval_s, 1.0)
-        again = end_after(math.floor((end - back) / stream.time_base))
-        return end if again is None else max(end, again)
-    except (av.FFmpegError, OSError):  # not seekable (a raw stream), or the tail is damaged or cut off
-        deadline.check("seeking to the end")
+    end = end_after(SEEK_TO_END)
+    if end is None:
         return None
+    again = end_after(math.floor((end - max(2 * keyframe_interval_s, 1.0)) / stream.time_base))
+    return end if again is None else max(end, again)
 
 
 def _claimed_duration(stream: Any) -> float | None:
