@@ -192,16 +192,19 @@ def detect_shots(config: JobConfig, prepared: list[PreparedVideo], run_id: str) 
         sh = config.shots
         items = [{"video_json": json.dumps({"uri": p.source.uri, "video_id": p.source.video_id})} for p in videos]
         decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(
-            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20
+        ds = _retrying(
+            ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map,
+            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20, **TASK_RETRIES,
         )
         if get_detector(sh.detector).needs_model:
             gpus = sh.num_gpus
             if gpus is None:
                 gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and sh.device != "cpu" else 0.0
-            ds = ds.map_batches(
+            ds = _retrying(
+                ds.map_batches,
                 ShotModelActor, fn_constructor_kwargs={"shots": sh}, batch_size=1,
                 compute=ActorPoolStrategy(size=sh.num_actors), num_cpus=sh.num_cpus, num_gpus=gpus, batch_format="numpy",
+                **ACTOR_RESTARTS,
             )
         results = ds.drop_columns(["frames"]).take_all()
     return replan_with_shots(
