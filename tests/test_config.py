@@ -137,3 +137,18 @@ def test_readme_configuration_table_is_one_table_of_real_fields():
             fields = fields[model].annotation.model_fields
             assert key in fields, name
             model = key
+
+
+def test_precision_is_part_of_the_pipeline_and_the_job():
+    from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_identity
+
+    def keys(*sets: str) -> tuple[str, str]:
+        cfg = load_config(overrides={"inputs": ["x.mp4"], "output": "out"}, sets=list(sets))
+        pipeline = pipeline_fingerprint(pipeline_identity(cfg))
+        return pipeline, job_key(cfg, pipeline)
+
+    fp32, bf16, fp16 = keys(), keys("inference.precision=bf16"), keys("inference.precision=fp16")
+    assert len({fp32[0], bf16[0], fp16[0]}) == 3 and len({fp32[1], bf16[1], fp16[1]}) == 3
+    assert keys("inference.precision=fp32") == fp32
+    assert "precision" not in pipeline_identity(load_config(overrides={"inputs": ["x.mp4"]}))  # fp32 outputs keep their fingerprint
+    assert keys("tasks=[]", "inference.precision=bf16") == keys("tasks=[]")  # nothing is inferred

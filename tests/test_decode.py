@@ -9,7 +9,7 @@ from videos import index_frame, make_video, read_index
 from vidbatch.config import ClipConfig, SamplingConfig
 from vidbatch.core.errors import DecodeError
 from vidbatch.decode.decoder import DecodeStats, decode_unit, frame_to_array
-from vidbatch.plan.clips import plan_clips, plan_work_units
+from vidbatch.plan.clips import ClipPlan, WorkUnit, plan_clips, plan_work_units
 from vidbatch.plan.frame_plan import FrameSpec
 from vidbatch.plan.probe import probe_video
 
@@ -131,3 +131,105 @@ def test_truncated_stream_yields_good_clips_then_raises(tmp_path: Path, long_gop
             got.append(d)
     assert 0 < len(got) < len(clips)
     assert [d.clip for d in got] == clips[: len(got)]
+
+
+# ---------------------------------------------------------------- hostile files (tests/hostile_corpus.py)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict:
+    from hostile_corpus import make_corpus
+
+    kinds = ["damaged_middle", "nonmonotonic_pts", "mpeg_ts_pts_wrap", "audio_longer_than_video", "vfr_mp4"]
+    return {f.kind: f.path for f in make_corpus(tmp_path_factory.mktemp("hostile-decode"), kinds=kinds)}
+
+
+def best_effort_reference(path: Path) -> list[tuple[float, np.ndarray]]:
+    """Every decodable frame with FFmpeg's best-effort time (guess_correct_pts replayed independently of
+    vidbatch), converted as the decoder converts them."""
+    import av
+
+    out, faulty_pts, faulty_dts, last_pts, last_dts = [], 0, 0, None, None
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for packet in c.demux(s):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            for f in frames:
+                if f.dts is not None:
+                    faulty_dts += last_dts is not None and f.dts <= last_dts
+                    last_dts = f.dts
+                if f.pts is not None:
+                    faulty_pts += last_pts is not None and f.pts <= last_pts
+                    last_pts = f.pts
+                ts = f.pts if f.pts is not None and (faulty_pts <= faulty_dts or f.dts is None) else f.dts
+                out.append((float(ts * s.time_base), frame_to_array(f, SPEC)))
+    return out
+
+
+def on_screen(reference: list[tuple[float, np.ndarray]], t: float, tol: float) -> tuple[float, np.ndarray]:
+    shown = [r for r in reference if r[0] <= t + tol]
+    return shown[-1] if shown else reference[0]
+
+
+@pytest.mark.parametrize("strategy", ["auto", "seek"])
+@pytest.mark.parametrize("kind", ["nonmonotonic_pts", "mpeg_ts_pts_wrap", "vfr_mp4"])
+def test_samples_are_the_frames_on_screen_by_best_effort_time(hostile, kind: str, strategy: str):
+    """pts that go backwards (bad composition offsets), a stream starting at -1.5 s, variable frame rate: each
+    sample is the frame on screen at its planned time by FFmpeg's best-effort timestamps, inside its clip."""
+    info, clips, units = units_for(hostile[kind], clip_seconds=0.5, sampling=SamplingConfig(frames_per_clip=3))
+    reference = best_effort_reference(hostile[kind])
+    decoded = [d for u in units for d in decode_unit(u, SPEC, strategy=strategy)]
+    assert [d.clip for d in decoded] == clips
+    for d in decoded:
+        assert list(d.frame_times_s) == sorted(d.frame_times_s)
+        if kind != "vfr_mp4":  # a VFR frame on screen at a clip's first sample may have started before the clip
+            assert d.clip.start_s - 1e-6 <= d.frame_times_s[0] and d.frame_times_s[-1] < d.clip.end_s
+        for t, got, shown in zip(d.clip.sample_times_s, d.frames, d.frame_times_s):
+            want_time, want = on_screen(reference, info.start_s + t, 0.5 / info.fps)
+            assert shown == pytest.approx(want_time - info.start_s, abs=1e-6)
+            assert np.array_equal(got, want), (d.clip.clip_index, t)
+
+
+def test_damaged_packets_are_skipped_and_the_undamaged_clips_kept(hostile):
+    """20 KB of random bytes in the middle of a 10 s file: packets the codec rejects are skipped, decoding
+    resumes at the next decodable frame, a sample whose frame is lost takes the nearest decodable frame of its
+    clip. Nothing raises."""
+    info, clips, units = units_for(hostile["damaged_middle"], clip_seconds=2.0, sampling=SamplingConfig(frames_per_clip=8))
+    stats = DecodeStats()
+    decoded = [d for u in units for d in decode_unit(u, SPEC, stats=stats)]
+    assert [d.clip for d in decoded] == clips and len(clips) == 5
+    assert all(d.error is None for d in decoded)
+    assert stats.rejected_packets > 0 and stats.damaged_samples > 0
+    damaged = [d for d in decoded if d.damaged_frames]
+    assert [d.clip.clip_index for d in damaged] == [2]  # 4-6 s holds the damage
+    for d in decoded:
+        assert d.clip.start_s <= d.frame_times_s[0] and d.frame_times_s[-1] < d.clip.end_s
+    reference = dict(best_effort_reference(hostile["damaged_middle"]))
+    for d in decoded:  # every frame is a decodable frame of the file, at its recorded time
+        for got, t in zip(d.frames, d.frame_times_s):
+            assert any(abs(r - t) < 1e-6 for r in reference)
+            if not 4.5 <= t < 6.0:  # P-frames of a GOP whose keyframe was lost look as the decoder left them
+                assert np.array_equal(got, reference[t])
+
+
+def test_a_clip_without_any_decodable_frame_is_lost_alone(hostile):
+    """Frames 4.6-5.4 s of the damaged file do not decode: a clip inside that stretch comes back as an error with
+    its range; the clips around it decode."""
+    path = hostile["damaged_middle"]
+    info = probe_video(str(path))
+    plans = [(4.0, 4.5, (4.0, 4.2, 4.4)), (4.6, 5.4, (4.8, 5.0, 5.2)), (5.5, 6.0, (5.6, 5.8))]
+    clips = tuple(ClipPlan(i, f"c{i}", s, e, t) for i, (s, e, t) in enumerate(plans))
+    unit = WorkUnit(str(path), "v", 0, info.start_s, info.keyframe_interval_s, clips)
+    decoded = list(decode_unit(unit, SPEC))
+    assert [d.clip.clip_id for d in decoded] == ["c0", "c1", "c2"]
+    assert decoded[0].error is None and decoded[2].error is None and decoded[2].frame_times_s == pytest.approx((5.6, 5.8))
+    assert "no decodable frame in 4.600-5.400 s" in decoded[1].error and len(decoded[1].frames) == 0
+
+
+def test_a_video_whose_audio_runs_longer_decodes_every_planned_clip(hostile):
+    _, clips, units = units_for(hostile["audio_longer_than_video"], clip_seconds=2.0)
+    assert len(clips) == 2
+    assert [d.clip for u in units for d in decode_unit(u, SPEC)] == clips

@@ -25,7 +25,7 @@ def test_ten_questions_run(kinds_output):
     non_empty = [i + 1 for i, r in enumerate(results) if r.num_rows]
     # question 2 asks for scores > 0.8, which synthetic stripes and gradients never reach; question 6 joins the failed input
     assert non_empty == [1, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert results[2].to_pylist() == [{"stage": "probe", "error_type": "InvalidDataError", "errors": 1}]
+    assert results[2].to_pylist() == [{"stage": "probe", "error_type": "Unreadable", "errors": 1}]
     assert results[3].to_pylist()[0]["ok"] == 6 and results[9].to_pylist()[0]["similarity"] == pytest.approx(1.0)
 
 

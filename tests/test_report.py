@@ -70,7 +70,7 @@ def test_report_in_chromium_shows_the_numbers_and_thumbnails(kinds_output, repor
     assert images == summary.counts.clips == 18 and loaded == images
     counts = dict(re.findall(r'id="count-(\w+)"><div class="n">(\d+)</div>', dom))
     assert counts == {"inputs": "7", "ok": "6", "failed": "1", "unreadable": "0", "clips": "18", "errors": "1"}
-    assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "InvalidDataError" in dom
+    assert summary.run_id in dom and f"{summary.wall_s:.1f}" in dom and "Unreadable" in dom
     # headings are file names (the whole URI is the line under it), failed videos first
     headings = re.findall(r'<h3 class="name">([^<]*)</h3>', dom)
     assert headings == ["broken.mp4", *sorted(kinds)]
@@ -128,3 +128,23 @@ def test_count_axes_have_integer_ticks_and_time_axes_nice_steps():
     assert [t["label"] for t in time_ticks(4.5)] == ["0", "1", "2", "3", "4"]
     assert [t["label"] for t in time_ticks(600)] == ["0:00", "2:00", "4:00", "6:00", "8:00", "10:00"]
     assert time_ticks(4.5)[-1]["left"] == pytest.approx(100 * 4 / 4.5, abs=1e-3)
+
+
+def test_a_videos_current_row_is_the_one_its_last_committed_run_wrote(tmp_path):
+    """Run ids need not sort by time (`--run-id` names them): run `zz-first` committed before `aa-second`."""
+    import json
+
+    from vidbatch.core.schema import VIDEOS
+
+    out = tmp_path / "out"
+    rows = [{"video_id": "v1", "video_uri": "v.mp4", "status": status, "clip_count": n, "run_id": run}
+            for status, n, run in (("failed", 0, "zz-first"), ("ok", 3, "aa-second"))]
+    for i, row in enumerate(rows):
+        write_deltalake(str(out / "videos"), pa.Table.from_pylist([row], schema=VIDEOS), mode="append")
+        (out / "runs").mkdir(exist_ok=True)
+        manifest = {"run_id": row["run_id"], "status": "complete", "table_versions": {"videos": i},
+                    "started_at": f"2026-01-0{i + 1}T00:00:00+00:00", "committed_at": f"2026-01-0{i + 1}T00:10:00+00:00"}
+        (out / "runs" / f"{row['run_id']}.json").write_text(json.dumps(manifest))
+    data = gather(str(out))
+    assert (data["counts"]["ok"], data["counts"]["failed"]) == (1, 0)
+    assert [t.status for t in data["timelines"]] == ["ok"]

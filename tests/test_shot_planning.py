@@ -114,3 +114,33 @@ def test_replan_writes_shot_rows_and_new_units():
     assert table.column("boundary_score").to_pylist()[0] is None
     assert [(c.start_s, c.end_s) for u in updated[0].units for c in u.clips] == [(0, 2), (2, 5), (5, 6.5)]
     assert updated[1].units == () and updated[1].error == error
+
+
+def test_shot_times_on_variable_frame_rate_video_are_the_frames_own_times(tmp_path):
+    """Frames 20-200 ms apart: a shot starting at frame 30 starts at that frame's timestamp, not at 30 / avg fps."""
+    import av
+    import numpy as np
+    from hostile_corpus import make_corpus
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.plan.probe import probe_video
+    from vidbatch.shots.stages import ShotDecodeStage
+
+    (vfr,) = make_corpus(tmp_path, kinds=["vfr_mp4"])
+    source = VideoSource(uri=str(vfr.path), size=1, version="1")
+    row = ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": source.uri, "video_id": source.video_id})})
+    times = np.frombuffer(row["frame_times"], np.float64)
+    with av.open(str(vfr.path)) as c:
+        pts = np.array([float(f.time) for f in c.decode(video=0)])
+    assert times == pytest.approx(pts - pts[0])
+
+    info = probe_video(source.uri)
+    shots = [Shot(0, 29, None), Shot(30, info.frame_count - 1, 0.9)]
+    result = {**row, "shots_json": json.dumps([s.to_dict() for s in shots])}
+    cfg = ClipConfig(clip_mode="shots", min_clip_seconds=0.5, max_clip_seconds=10)
+    table, (updated,) = replan_with_shots([PreparedVideo(source, info, (), None)], [result], cfg, SamplingConfig(frames_per_clip=2), 60.0, "content", "r")
+    assert table.column("start_s").to_pylist() == pytest.approx([0.0, times[30]])
+    assert table.column("end_s").to_pylist() == pytest.approx([times[30], info.duration_s])
+    assert abs(times[30] - 30 / info.fps) > 0.1  # the average-rate guess would be this far off
+    bounds = [t for u in updated.units for c in u.clips for t in (c.start_s, c.end_s)]
+    assert bounds == pytest.approx([0.0, times[30], times[30], info.duration_s])

@@ -19,6 +19,7 @@ def test_defaults_keep_fixed_clips_and_transnetv2():
         (["shots.detector=nope"], r"shots\.detector: unknown shot detector 'nope'; known: \['content', 'transnetv2'\]"),
         (["shots.threshold=1.5"], r"shots: threshold 1.5 is outside \(0, 1\) for detector transnetv2"),
         (["shots.detector=content", "shots.threshold=300"], r"shots: threshold 300 is outside \(0, 255\) for detector content"),
+        (["shots.detector=content", "shots.threshold=0.5"], r"shots: threshold 0.5 is below 1 for detector content, whose scores are mean HSV differences on a 0-255 scale \(default 27\); a probability like 0.5 is on transnetv2's scale"),
         (["shots.min_shot_frames=0"], r"shots\.min_shot_frames"),
         (["shots.batch_size=0"], r"shots\.batch_size"),
         (["clips.max_clip_seconds=0"], r"clips\.max_clip_seconds"),
@@ -49,3 +50,18 @@ def test_a_shot_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_sessio
         gpus = int(ray_session.cluster_resources().get("GPU", 0))
         _check_capacity(load_config(sets=["clips.clip_mode=shots", f"shots.num_gpus={gpus + 1}", "tasks=[]"]))
     _check_capacity(load_config(sets=["clips.clip_mode=shots", f"shots.num_actors={cpus}", "shots.detector=content", "tasks=[]"]))
+
+
+def test_each_detector_checks_its_own_options():
+    from vidbatch.shots import get_detector
+
+    content = get_detector("content")
+    content.check_options(None, None)
+    content.check_options(27.0, 15)
+    with pytest.raises(ValueError, match="below 1 for detector content"):
+        content.check_options(0.5, None)
+    with pytest.raises(ValueError, match="below 1 for detector content"):
+        content(threshold=0.5)  # constructing one checks too
+    get_detector("transnetv2").check_options(0.5, 1)
+    with pytest.raises(ValueError, match=r"outside \(0, 1\) for detector transnetv2"):
+        get_detector("transnetv2").check_options(27.0, None)

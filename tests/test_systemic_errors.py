@@ -149,6 +149,6 @@ def test_shot_decode_stage_raises_programming_errors(monkeypatch):
     def bug(*args, **kwargs):
         raise AttributeError("bug")
 
-    monkeypatch.setattr(stages, "decode_lowres", bug)
+    monkeypatch.setattr(stages, "decode_lowres_timed", bug)
     with pytest.raises(AttributeError):
         stages.ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": "a.mp4", "video_id": "a"})})

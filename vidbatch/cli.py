@@ -135,7 +135,7 @@ def _summary_lines(summary: RunSummary) -> list[str]:
         lines = [
             f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: {summary.status} - {videos}; "
             f"{c.clips} clips, {c.errors} errors, {summary.wall_s:.1f}s wall, "
-            f"{summary.throughput['source_frames_per_s']:.0f} source frames/s"
+            f"{summary.throughput['source_frames_per_s']:.0f} source frames/s" + _partial_ok_note(summary)
         ]
     if c.older_pipeline:
         lines.append(
@@ -159,6 +159,7 @@ def run_command(
     incremental: Annotated[bool, typer.Option("--incremental", help="Process only videos the ledger has not seen ok (nightly runs).")] = False,
     backfill: Annotated[bool, typer.Option("--backfill", help="With --incremental: also reprocess videos of an older pipeline fingerprint.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show Ray's own log lines (hidden by default) and plain progress lines instead of the live display.")] = False,
+    partial_ok: Annotated[bool | None, typer.Option("--partial-ok/--no-partial-ok", help="Exit 0, not 3, when only inputs failed (out.partial_ok): Ray Jobs and KubeRay show any non-zero exit as FAILED.")] = None,
 ) -> None:
     """Split videos into clips, decode sampled frames, run the tasks' models, write Parquet.
 
@@ -169,6 +170,7 @@ def run_command(
             overrides={
                 "inputs": list(archive or []) or None, "output": output, "ray.address": address, "run_id": run_id,
                 "out.show": show, "incremental.enabled": (incremental or backfill) or None, "incremental.backfill": backfill or None,
+                "out.partial_ok": partial_ok,
             },
         )
         require_inputs_and_output(cfg)
@@ -250,6 +252,14 @@ def shots_command(
         typer.echo(f"{table.num_rows} shots of {len(tables)} videos written to {output}", err=True)
     if failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _partial_ok_note(summary: RunSummary) -> str:
+    """Why a run with failed inputs exits 0 (out.partial_ok), with the count, so logs tell it from a clean night."""
+    failed = summary.counts.failed + summary.counts.unreadable_inputs
+    if summary.exit_code != 0 or not failed:
+        return ""
+    return f"; exit 0 with --partial-ok: {failed} input{'s' if failed != 1 else ''} failed (see errors/)"
 
 
 @app.command("schema")

@@ -77,6 +77,19 @@ class SamplingConfig(StrictModel):
         return self
 
 
+class ProbeConfig(StrictModel):
+    """Limits on one video's probe and clip plan, so that no single file can stall or swamp a run."""
+
+    timeout_s: float | None = Field(
+        120.0, gt=0, description="Time budget per video for probing it and planning its clips; a video over it "
+        "becomes one `Timeout` error row and the run goes on. null: no budget."
+    )
+    max_clips_per_video: int = Field(
+        100_000, gt=0, description="A video that would plan more clips becomes one `TooManyClips` error row instead "
+        "(100,000 two-second clips are 55 hours)."
+    )
+
+
 class DecodeConfig(StrictModel):
     strategy: Literal["auto", "sequential", "seek"] = Field(
         "auto",
@@ -214,6 +227,11 @@ class OutputConfig(StrictModel):
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
     thumbnails: bool = Field(True, description="Store a small JPEG of each clip's middle sampled frame in clips.thumbnail.")
     thumbnail_width: int = Field(160, ge=16, le=1024, description="Thumbnail width in pixels (aspect kept, never upscaled).")
+    partial_ok: bool = Field(
+        False, description="Exit 0 instead of 3 when the run finished and only inputs failed (their rows are in "
+        "errors/), so schedulers that show any non-zero exit as FAILED (Ray Jobs, KubeRay) tell a night with bad "
+        "files from a crash. Still 3 when no input could be listed at all."
+    )
     delta_storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="delta-rs storage options over those derived from storage_options (e.g. `AWS_REGION`, "
@@ -228,6 +246,7 @@ class JobConfig(StrictModel):
     input: InputConfig = InputConfig()
     clips: ClipConfig = ClipConfig()
     sampling: SamplingConfig = SamplingConfig()
+    probe: ProbeConfig = ProbeConfig()
     decode: DecodeConfig = DecodeConfig()
     tasks: list[TaskConfig] = Field(default_factory=lambda: [TaskConfig()], description="Empty list: decode only.")
     inference: InferenceConfig = InferenceConfig()

@@ -37,9 +37,10 @@ def _shots_problems(cfg: JobConfig) -> list[str]:
     sh = cfg.shots
     if sh.detector not in DETECTORS:
         return [f"shots.detector: unknown shot detector {sh.detector!r}; known: {sorted(DETECTORS)}"]
-    low, high = get_detector(sh.detector).threshold_bounds
-    if sh.threshold is not None and not low < sh.threshold < high:
-        return [f"shots: threshold {sh.threshold:g} is outside ({low:g}, {high:g}) for detector {sh.detector}"]
+    try:
+        get_detector(sh.detector).check_options(sh.threshold, sh.min_shot_frames)
+    except ValueError as e:
+        return [f"shots: {e}"]
     return []
 
 

@@ -29,7 +29,7 @@ from ray.data import ActorPoolStrategy
 
 from vidbatch.config import ConfigError, InferenceConfig, JobConfig, RayConfig, ShotsConfig
 from vidbatch.core.devices import PoolRequest, pool_request
-from vidbatch.core.errors import ErrorRow, errors_table, merge_per_video
+from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_per_video
 from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
@@ -91,9 +91,18 @@ def ensure_ray(cfg: RayConfig, verbose: bool = True) -> None:
         )
 
 
-# Ray restarts an actor whose process died (a node lost, a CUDA fault) and retries its batch; a bounded number of
-# times, so a fault that persists ends the run instead of restarting actors forever
+# A worker process that dies (a node lost, OOM-killed, SIGKILL) is not the input's fault: Ray runs its task again,
+# or restarts its actor and retries the batch there, a bounded number of times so that a fault that persists ends
+# the run (exit 1, resumable) instead of retrying forever (Ray Data's defaults are unbounded). tests/test_faults.py
+TASK_RETRIES = {"max_retries": 3}
 ACTOR_RESTARTS = {"max_restarts": 3, "max_task_retries": 3}
+
+
+def _retrying(map_call: Any, *args: Any, **kwargs: Any) -> ray.data.Dataset:
+    """map/map_batches with the arguments above; Ray 2.60 takes them only through its deprecated **ray_remote_args."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return map_call(*args, **kwargs)
 
 
 def _cluster_gpus() -> float:
@@ -131,13 +140,10 @@ def _map_with_actor_pool(
     num_cpus: float, cluster_gpus: float,
 ) -> ray.data.Dataset:
     """An actor pool stage: what it asks for (request), restarts on CUDA faults, bounded restarts and retries."""
-    with warnings.catch_warnings():
-        # Ray 2.60 takes max_restarts / max_task_retries only through its deprecated **ray_remote_args
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return ds.map_batches(
-            _restarting_on_device_fault(actor_cls), fn_constructor_kwargs=constructor_kwargs, batch_size=batch_size,
-            batch_format="numpy", **_pool_args(request, num_cpus, cluster_gpus),
-        )
+    return _retrying(
+        ds.map_batches, _restarting_on_device_fault(actor_cls), fn_constructor_kwargs=constructor_kwargs,
+        batch_size=batch_size, batch_format="numpy", **_pool_args(request, num_cpus, cluster_gpus),
+    )
 
 
 def _pool_args(request: PoolRequest, num_cpus: float, cluster_gpus: float) -> dict[str, Any]:
@@ -245,8 +251,9 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
-    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20}
-    ds = ds.map_batches(
+    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    ds = _retrying(
+        ds.map_batches,
         DecodeStage(
             spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
             config.out.thumbnail_width if config.out.thumbnails else None, layout,
@@ -256,7 +263,9 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     )
     if not config.tasks:
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
-        return ds.map_batches(functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args)
+        return _retrying(
+            ds.map_batches, functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args
+        )
     inf = config.inference
     cluster_gpus = _cluster_gpus()
     request = _request(inf, cluster_gpus)
@@ -316,11 +325,13 @@ def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgres
     if not sources:
         return []
     stage = PrepareStage(
-        config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry
+        config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry,
+        config.probe,
     )
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
     prepared = []
-    for row in ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(stage).iter_rows():
+    probes = _retrying(ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map, stage, **TASK_RETRIES)
+    for row in probes.iter_rows():
         prepared.append(PreparedVideo.from_json(row["prepared_json"]))
         progress.probed_video()
     order = {s.uri: i for i, s in enumerate(sources)}
@@ -342,8 +353,9 @@ def detect_shots(
         sh = config.shots
         items = [{"video_json": json.dumps({"uri": p.source.uri, "video_id": p.source.video_id})} for p in videos]
         decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map(
-            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20
+        ds = _retrying(
+            ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map,
+            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20, **TASK_RETRIES,
         )
         if get_detector(sh.detector).needs_model:
             cluster_gpus = _cluster_gpus()
@@ -523,10 +535,12 @@ def _run(
 
     unit_errors = [ErrorRow(**e) for o in outcomes.values() for e in o.errors]
     errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
-    failed_ids = {e.video_id for e in errors}
     clip_counts: Counter = Counter()
+    damaged_counts: Counter = Counter()
     for o in outcomes.values():
         clip_counts[o.video_id] += o.clips
+        damaged_counts[o.video_id] += o.damaged_clips
+    failed_ids = failed_videos(errors, clip_counts)  # a video with damaged clips and one clip written is ok
 
     now = datetime.now(UTC).isoformat()
     processed = [(s, reason, s.video_id not in failed_ids) for s, reason in selection.process]
@@ -537,7 +551,7 @@ def _run(
         clip_files=sorted(o.file for o in outcomes.values() if o.file), clip_schema=clip_schema,
         shot_file=shot_file, shot_schema=SHOTS if config.clips.clip_mode == "shots" else None,
         replace_ids={s.video_id for s, _, _ in processed} - keep_old,
-        videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id),
+        videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id, damaged_counts),
         errors=errors_table(errors, run_id), ledger=ledger,
     )
 
@@ -564,7 +578,7 @@ def _run(
         ignored_files=ignored,
         resumed_units=len(done),
     )
-    summary.status, summary.exit_code = status_for(summary.counts)
+    summary.status, summary.exit_code = status_for(summary.counts, config.out.partial_ok)
     summary.wall_s, summary.pipeline_s = time.time() - started, time.time() - t_pipeline
     summary.write(store)  # the outcome, before the commits; the table versions follow once they land
     summary.table_versions = publish(store, options, app_id_for(summary.job_key), summary.seq, run_id, tables)

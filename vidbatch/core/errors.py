@@ -21,6 +21,42 @@ class DecodeError(RuntimeError):
     """The container opened but did not yield the frames its header promised (truncated or damaged stream)."""
 
 
+class InputError(DecodeError):
+    """The file itself is unusable, in a way named by the class: its name is the error row's `error_type`."""
+
+
+class Unreadable(InputError):
+    """FFmpeg cannot open the file as media: empty, random bytes, text, an HTML page, a header cut off."""
+
+
+class InvalidData(InputError):
+    """The file opens, but the codec rejects the video data (no frame decodes)."""
+
+
+class NoVideoStream(InputError):
+    """The file holds no video stream (audio only, subtitles, data)."""
+
+
+class NoTimestamps(InputError):
+    """The video packets carry no timestamps and the file has no duration (a raw elementary stream)."""
+
+
+class ImplausibleDuration(InputError):
+    """The stream's clock is unusable: its duration, frame rate or timestamps contradict the file itself."""
+
+
+class TooManyClips(InputError):
+    """The video would plan more clips than `probe.max_clips_per_video`."""
+
+
+class Timeout(InputError):
+    """Probing and planning the video took longer than `probe.timeout_s`."""
+
+
+class DamagedClip(InputError):
+    """No frame inside the clip's time range could be decoded; the other clips of the video are kept."""
+
+
 @dataclass(frozen=True)
 class ErrorRow:
     uri: str
@@ -53,11 +89,17 @@ class ErrorRow:
         )
 
 
+def is_damaged_clip(row: ErrorRow) -> bool:
+    return row.error_type == DamagedClip.__name__
+
+
 def merge_per_video(rows: list[ErrorRow]) -> list[ErrorRow]:
     """One row per failed input: the failure earliest in the video (then in the pipeline) names the type, message
-    and first clip; start_s/end_s widen to cover every failure of that video."""
+    and first clip; start_s/end_s widen to cover every failure of that video. A damaged clip keeps a row of its
+    own, with its time range (its video may still be ok)."""
     groups: dict[str, list[ErrorRow]] = {}
-    for row in rows:
+    damaged = [row for row in rows if is_damaged_clip(row)]
+    for row in (r for r in rows if not is_damaged_clip(r)):
         groups.setdefault(row.video_id or video_id_for(row.uri), []).append(row)
     merged = []
     for group in groups.values():
@@ -71,7 +113,15 @@ def merge_per_video(rows: list[ErrorRow]) -> list[ErrorRow]:
                 message=f"{first.message} (and {len(group) - 1} more failures in this video)"[:MAX_MESSAGE_CHARS],
             )
         merged.append(first)
-    return merged
+    return merged + damaged
+
+
+def failed_videos(rows: list[ErrorRow], clips_written: dict[str, int]) -> set[str]:
+    """Videos that failed: any error but a damaged clip, or damaged clips and no clip written at all."""
+    return {
+        r.video_id or video_id_for(r.uri) for r in rows
+        if not is_damaged_clip(r) or not clips_written.get(r.video_id or video_id_for(r.uri))
+    }
 
 
 def errors_table(rows: list[ErrorRow], run_id: str) -> pa.Table:

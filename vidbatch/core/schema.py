@@ -123,12 +123,17 @@ RESULT_ERROR_FIELDS = [
 ]
 
 
+# Carried from the decode stage to the driver with each clip (never written to clips/): how many of its samples
+# were served by a stand-in for a frame that did not decode, or by a partly repaired frame (videos.damaged_clips).
+RESULT_DAMAGE_FIELD = pa.field("damaged_frames", pa.int32())
+
+
 def clips_schema(task_fields: list[pa.Field]) -> pa.Schema:
     return pa.schema([*CLIP_KEY_FIELDS, *task_fields, PIPELINE_FIELD, RUN_FIELD])
 
 
 def result_schema(task_fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, *RESULT_ERROR_FIELDS])
+    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, *RESULT_ERROR_FIELDS, RESULT_DAMAGE_FIELD])
 
 
 VIDEOS = pa.schema(
@@ -138,9 +143,10 @@ VIDEOS = pa.schema(
         _f("fingerprint", pa.string(), "sha1 of (uri, size, mtime/etag); changes when the file does (null: input not found)"),
         _f("size_bytes", pa.int64(), "file size when listed"),
         _f("version", pa.string(), "mtime (file systems) or ETag (object stores) when listed"),
-        _f("status", pa.string(), "`ok`: every planned clip written; `failed`: see errors/ for this video_id", False),
+        _f("status", pa.string(), "`ok`: every planned clip written, or some lost to damaged data (`damaged_clips`) and at least one written; `failed`: see errors/ for this video_id", False),
         _f("clip_count", pa.int32(), "clips written for this video", False),
-        _f("duration_s", pa.float64(), "stream duration from the container"),
+        _f("damaged_clips", pa.int32(), "clips that met undecodable data: written with the nearest decodable frame of the clip standing in for a lost one, or (no decodable frame at all) not written and listed in errors/ as `DamagedClip`"),
+        _f("duration_s", pa.float64(), "duration of the video stream (its header's, checked against the last packets; never the audio's)"),
         _f("fps", pa.float64(), "average frame rate"),
         _f("frame_count", pa.int64(), "frames in the stream (container value, else duration x fps)"),
         _f("width", pa.int32(), "coded width of the first frame"),
@@ -158,8 +164,8 @@ ERRORS = pa.schema(
     [
         _f("video_id", pa.string(), "sha1 of the URI the error is about", False),
         _f("video_uri", pa.string(), "input path or URL that failed", False),
-        _f("stage", pa.string(), "list | probe | decode | infer (one row per failed input; see message for more failed units)", False),
-        _f("error_type", pa.string(), "exception class, e.g. InvalidDataError, DecodeError, FileNotFoundError", False),
+        _f("stage", pa.string(), "list | probe | decode | infer (one row per failed input, see message for more failed units; and one per `DamagedClip`)", False),
+        _f("error_type", pa.string(), "what failed, e.g. Unreadable, NoVideoStream, ImplausibleDuration, Timeout, DecodeError, DamagedClip, FileNotFoundError (README: hostile inputs)", False),
         _f("message", pa.string(), "the error text (truncated to 2000 chars)", False),
         _f("clip_id", pa.string(), "first clip affected, when the failure is inside a video"),
         _f("start_s", pa.float64(), "start of the first affected clip"),
@@ -172,8 +178,8 @@ SHOTS = pa.schema(
     [
         _f("video_id", pa.string(), "see clips.video_id", False),
         _f("shot_index", pa.int32(), "0-based position of the shot in its video", False),
-        _f("start_s", pa.float64(), "first frame of the shot, seconds from the video's first frame (start_frame / fps)", False),
-        _f("end_s", pa.float64(), "end of the shot's last frame ((end_frame + 1) / fps, at most the duration)", False),
+        _f("start_s", pa.float64(), "presentation time of the shot's first frame, seconds from the video's first frame (variable frame rate: that frame's own timestamp)", False),
+        _f("end_s", pa.float64(), "end of the shot's last frame: the next frame's time (the duration for the last shot)", False),
         _f("start_frame", pa.int64(), "index of the shot's first frame in presentation order", False),
         _f("end_frame", pa.int64(), "index of the shot's last frame (inclusive); transnetv2 leaves transition frames out of both shots", False),
         _f("boundary_score", pa.float32(), "score of the boundary that opens the shot: transnetv2 probability, content HSV difference; null for the first shot"),

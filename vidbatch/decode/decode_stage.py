@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from vidbatch.config import RetryConfig
-from vidbatch.core.errors import ErrorRow
+from vidbatch.core.errors import DamagedClip, ErrorRow
 from vidbatch.core.faults import is_systemic
 from vidbatch.core.retry import backoff_s, is_transient
-from vidbatch.core.schema import CLIP_KEY_FIELDS, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
+from vidbatch.core.schema import CLIP_KEY_FIELDS, RESULT_DAMAGE_FIELD, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
 from vidbatch.decode.decoder import DecodedClip, decode_unit
 from vidbatch.plan.clips import ClipPlan, WorkUnit
 from vidbatch.plan.frame_plan import FrameLayout, FrameSpec
@@ -29,7 +29,10 @@ Batch = dict[str, np.ndarray]
 
 _DEFAULTS = {pa.string(): "", pa.int32(): -1, pa.float64(): 0.0}
 # per-clip scalar columns of a frames batch, with the value an error row or a missing field gets
-_SCALAR_COLUMNS = [(f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS]
+_SCALAR_COLUMNS = [
+    *((f.name, _DEFAULTS[f.type]) for f in [*CLIP_KEY_FIELDS, *RESULT_ERROR_FIELDS] if f.type in _DEFAULTS),
+    (RESULT_DAMAGE_FIELD.name, 0),
+]
 
 
 def frames_batch(rows: list[dict[str, Any]], k: int, spec: FrameSpec, thumbnails: bool = False) -> Batch:
@@ -63,7 +66,7 @@ def _clip_row(unit: WorkUnit, decoded: DecodedClip, layout: FrameLayout | None) 
     return {
         "video_id": unit.video_id, "video_uri": unit.uri, "clip_id": c.clip_id, "clip_index": c.clip_index,
         "start_s": c.start_s, "end_s": c.end_s, "frames": frames, "frame_times_s": times, "source_wh": decoded.source_wh,
-        "thumbnail": decoded.thumbnail,
+        "thumbnail": decoded.thumbnail, RESULT_DAMAGE_FIELD.name: decoded.damaged_frames,
     }
 
 
@@ -116,7 +119,10 @@ class DecodeStage:
                             break
                         yield _error_row(unit, list(unit.clips[done:]), e)
                         return
-                    yield _clip_row(unit, decoded, self.layout)
+                    if decoded.error is None:
+                        yield _clip_row(unit, decoded, self.layout)
+                    else:  # no decodable frame in this clip: it alone is lost, the unit goes on
+                        yield _error_row(unit, [decoded.clip], DamagedClip(decoded.error))
                     done += 1
             finally:
                 clips.close()
@@ -135,7 +141,8 @@ def result_table(batch: Batch, schema: pa.Schema, task_columns: dict[str, list])
     }
     for f in RESULT_ERROR_FIELDS:
         columns[f.name] = [v or None for v in batch[f.name].tolist()]
-    key_names = {f.name for f in CLIP_KEY_FIELDS} | {f.name for f in RESULT_ERROR_FIELDS}
+    columns[RESULT_DAMAGE_FIELD.name] = batch.get(RESULT_DAMAGE_FIELD.name, np.zeros(n, np.int32)).astype(np.int32)
+    key_names = {f.name for f in CLIP_KEY_FIELDS} | {f.name for f in RESULT_ERROR_FIELDS} | {RESULT_DAMAGE_FIELD.name}
     for f in schema:
         if f.name in key_names:
             continue

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidbatch.config import ClipConfig, SamplingConfig
+from vidbatch.core.errors import TooManyClips
 from vidbatch.core.ids import clip_id_for
 from vidbatch.plan.probe import VideoInfo
 
@@ -76,6 +77,16 @@ def clip_windows(duration_s: float, cfg: ClipConfig) -> list[tuple[float, float]
         i += 1
         start = i * stride
     return windows
+
+
+def check_clip_count(duration_s: float, cfg: ClipConfig, max_clips: int) -> None:
+    """Refuse, before planning, a video that would plan more than max_clips fixed windows (counted, not walked)."""
+    windows = math.ceil(max(0.0, duration_s - EPS) / cfg.stride)
+    if windows > max_clips:
+        raise TooManyClips(
+            f"{duration_s:.6g} s in {cfg.clip_seconds:g} s clips every {cfg.stride:g} s would be {windows} clips, "
+            f"over probe.max_clips_per_video ({max_clips})"
+        )
 
 
 def _frame_range(start_s: float, end_s: float, fps: float, total_frames: int) -> range:

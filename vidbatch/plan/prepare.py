@@ -5,10 +5,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidbatch.config import ClipConfig, RetryConfig, SamplingConfig
+from vidbatch.config import ClipConfig, ProbeConfig, RetryConfig, SamplingConfig
 from vidbatch.core import retry
+from vidbatch.core.deadline import Deadline
 from vidbatch.core.errors import ErrorRow
-from vidbatch.plan.clips import WorkUnit, plan_clips, plan_work_units
+from vidbatch.plan.clips import WorkUnit, check_clip_count, plan_clips, plan_work_units
 from vidbatch.plan.listing import VideoSource
 from vidbatch.plan.probe import VideoInfo, probe_video
 
@@ -43,21 +44,27 @@ class PreparedVideo:
 
 @dataclass(frozen=True)
 class PrepareStage:
-    """`source_json` row in, `prepared_json` row out; a video that cannot be probed becomes an error, not a crash."""
+    """`source_json` row in, `prepared_json` row out. A video that cannot be probed or planned (a broken or lying
+    file, too many clips, over the time budget) becomes one `probe` error row, never a crash or a stall."""
 
     clips: ClipConfig
     sampling: SamplingConfig
     unit_seconds: float
     storage_options: dict[str, Any] | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
+    limits: ProbeConfig = field(default_factory=ProbeConfig)
 
     def prepare(self, source: VideoSource) -> PreparedVideo:
+        deadline = Deadline(self.limits.timeout_s)
+        info = None
         try:
-            info = retry.call(self.retry, probe_video, source.uri, self.storage_options, self.retry)
-        except Exception as e:  # noqa: BLE001 - unreadable/corrupt input is data
-            return PreparedVideo(source, None, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
-        clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)
-        units = plan_work_units(source.uri, source.video_id, info, clips, self.unit_seconds)
+            info = retry.call(self.retry, probe_video, source.uri, self.storage_options, self.retry, source.size, deadline)
+            check_clip_count(info.duration_s, self.clips, self.limits.max_clips_per_video)
+            clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)
+            units = plan_work_units(source.uri, source.video_id, info, clips, self.unit_seconds)
+            deadline.check("planning clips")
+        except Exception as e:  # noqa: BLE001 - whatever a hostile file makes probing or planning raise is data
+            return PreparedVideo(source, info, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
         return PreparedVideo(source, info, tuple(units), None)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:

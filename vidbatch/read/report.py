@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import jinja2
+import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -172,9 +173,10 @@ def gather(
 
     counts: dict[str, Any] = {"inputs": 0, "ok": 0, "failed": 0, "unreadable": 0, "clips": 0, "errors": 0}
     if video_cols:
-        # videos/ logs every run that touched a video: its latest row is its state
-        con.sql("CREATE TEMP VIEW current_videos AS SELECT * FROM videos QUALIFY row_number() OVER "
-                "(PARTITION BY video_id ORDER BY run_id DESC) = 1")
+        # videos/ logs every run that touched a video: the row of the run that committed last is its state
+        con.register("commit_order", pa.table({"run_id": [m["run_id"] for m in runs], "n": list(range(len(runs)))}))
+        con.sql("CREATE TEMP VIEW current_videos AS SELECT videos.* FROM videos LEFT JOIN commit_order USING (run_id) "
+                "QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY commit_order.n DESC NULLS LAST) = 1")
         # as the CLI counts: an input that could not even be listed (no fingerprint) is unreadable, not a failed video
         counts["inputs"], counts["ok"], counts["failed"], counts["unreadable"] = con.sql(
             "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed' AND fingerprint IS NOT NULL),"

@@ -87,6 +87,8 @@ class QueryEmbedder:
         plan = ClipPlan(0, "query", at_s, at_s, (at_s,))
         unit = WorkUnit(uri, video_id_for(uri), 0, info.start_s, info.keyframe_interval_s, (plan,))
         (decoded,) = list(decode_unit(unit, self.spec, storage_options=storage_options))
+        if decoded.error:
+            raise ValueError(f"--at {at_s}: {decoded.error}")
         return self.embed_frames(decoded.frames)
 
 

@@ -39,6 +39,17 @@ class ContentDetector(ShotDetector):
     threshold_bounds = (0.0, 255.0)
     default_min_shot_frames = 15  # PySceneDetect's min_scene_len
     needs_model = False
+    lowest_useful_threshold = 1.0  # below it nearly every frame of real footage is a cut
+
+    @classmethod
+    def check_options(cls, threshold: float | None, min_shot_frames: int | None) -> None:
+        super().check_options(threshold, min_shot_frames)
+        if threshold is not None and threshold < cls.lowest_useful_threshold:
+            raise ValueError(
+                f"threshold {threshold:g} is below {cls.lowest_useful_threshold:g} for detector content, whose scores are "
+                f"mean HSV differences on a 0-255 scale (default {cls.default_threshold:g}); a probability like 0.5 is "
+                "on transnetv2's scale, and here would cut at nearly every frame"
+            )
 
     def detect(self, frames: np.ndarray) -> list[Shot]:
         scores = content_scores(frames)

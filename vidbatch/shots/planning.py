@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from vidbatch.config import ClipConfig, SamplingConfig
@@ -22,9 +24,16 @@ from vidbatch.plan.probe import VideoInfo
 from vidbatch.shots.registry import Shot
 
 
-def shot_span_s(shot: Shot, fps: float, duration_s: float) -> tuple[float, float]:
-    """A shot's time range on the frame grid: from its first frame to the end of its last."""
-    return shot.start_frame / fps, min((shot.end_frame + 1) / fps, duration_s)
+def shot_span_s(
+    shot: Shot, fps: float, duration_s: float, frame_times: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """A shot's time range: from its first frame to the end of its last (where the next frame begins). With
+    frame_times (each frame's presentation time, from the decode), those times; without, index / fps."""
+    if frame_times is None or len(frame_times) == 0:
+        return shot.start_frame / fps, min((shot.end_frame + 1) / fps, duration_s)
+    start = float(frame_times[min(shot.start_frame, len(frame_times) - 1)])
+    end = float(frame_times[shot.end_frame + 1]) if shot.end_frame + 1 < len(frame_times) else duration_s
+    return min(start, duration_s), min(end, duration_s)
 
 
 def _merge_short(spans: list[tuple[float, float]], min_s: float) -> list[tuple[float, float]]:
@@ -48,15 +57,18 @@ def _split_long(span: tuple[float, float], max_s: float) -> list[tuple[float, fl
     return [(start + k * step, end if k == n - 1 else start + (k + 1) * step) for k in range(n)]
 
 
-def shot_windows(shots: list[Shot], fps: float, duration_s: float, min_s: float, max_s: float) -> list[tuple[float, float]]:
-    spans = [s for s in (shot_span_s(shot, fps, duration_s) for shot in shots) if s[1] - s[0] > EPS]
+def shot_windows(
+    shots: list[Shot], fps: float, duration_s: float, min_s: float, max_s: float, frame_times: Sequence[float] | None = None
+) -> list[tuple[float, float]]:
+    spans = [s for s in (shot_span_s(shot, fps, duration_s, frame_times) for shot in shots) if s[1] - s[0] > EPS]
     return [w for span in _merge_short(spans, min_s) for w in _split_long(span, max_s)]
 
 
 def plan_shot_clips(
-    info: VideoInfo, fingerprint: str, shots: list[Shot], clip_cfg: ClipConfig, sampling: SamplingConfig
+    info: VideoInfo, fingerprint: str, shots: list[Shot], clip_cfg: ClipConfig, sampling: SamplingConfig,
+    frame_times: Sequence[float] | None = None,
 ) -> list[ClipPlan]:
-    windows = shot_windows(shots, info.fps, info.duration_s, clip_cfg.min_clip_seconds, clip_cfg.max_clip_seconds)
+    windows = shot_windows(shots, info.fps, info.duration_s, clip_cfg.min_clip_seconds, clip_cfg.max_clip_seconds, frame_times)
     return plans_for_windows(info, fingerprint, windows, sampling)
 
 
@@ -82,14 +94,15 @@ def replan_with_shots(
             updated.append(replace(p, units=(), error=ErrorRow(**json.loads(result["error_json"]))))
             continue
         shots = shots_from_json(result["shots_json"])
+        times = np.frombuffer(result.get("frame_times") or b"", np.float64)
         for i, shot in enumerate(shots):
-            start_s, end_s = shot_span_s(shot, p.info.fps, p.info.duration_s)
+            start_s, end_s = shot_span_s(shot, p.info.fps, p.info.duration_s, times)
             rows.append({
                 "video_id": p.source.video_id, "shot_index": i, "start_s": start_s, "end_s": end_s,
                 "start_frame": shot.start_frame, "end_frame": shot.end_frame, "boundary_score": shot.boundary_score,
                 "detector": detector, "run_id": run_id,
             })
-        clips = plan_shot_clips(p.info, p.source.fingerprint, shots, clip_cfg, sampling)
+        clips = plan_shot_clips(p.info, p.source.fingerprint, shots, clip_cfg, sampling, times)
         units = plan_work_units(p.source.uri, p.source.video_id, p.info, clips, unit_seconds)
         updated.append(replace(p, units=tuple(units)))
     return pa.Table.from_pylist(rows, schema=SHOTS), updated

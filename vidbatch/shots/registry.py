@@ -34,8 +34,19 @@ class ShotDetector(ABC):
     needs_model: ClassVar[bool]  # True: runs in an actor pool (GPU when present); False: inside the decode task
 
     def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None) -> None:
+        self.check_options(threshold, min_shot_frames)
         self.threshold = self.default_threshold if threshold is None else threshold
         self.min_shot_frames = self.default_min_shot_frames if min_shot_frames is None else min_shot_frames
+
+    @classmethod
+    def check_options(cls, threshold: float | None, min_shot_frames: int | None) -> None:
+        """Raise ValueError, naming the option, for values this detector cannot use (None: its default). Each
+        detector checks its own options, as PySceneDetect's do; the config is checked with this before a run."""
+        low, high = cls.threshold_bounds
+        if threshold is not None and not low < threshold < high:
+            raise ValueError(f"threshold {threshold:g} is outside ({low:g}, {high:g}) for detector {cls.name}")
+        if min_shot_frames is not None and min_shot_frames < 1:
+            raise ValueError(f"min_shot_frames {min_shot_frames} must be at least 1 for detector {cls.name}")
 
     @abstractmethod
     def detect(self, frames: np.ndarray) -> list[Shot]:

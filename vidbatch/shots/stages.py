@@ -18,7 +18,7 @@ from vidbatch.core.devices import pick_device
 from vidbatch.core.errors import ErrorRow
 from vidbatch.core.faults import is_systemic
 from vidbatch.shots import ShotDetector, get_detector
-from vidbatch.shots.lowres import HEIGHT, WIDTH, decode_lowres
+from vidbatch.shots.lowres import HEIGHT, WIDTH, decode_lowres_timed
 
 
 def build_detector(cfg: ShotsConfig) -> ShotDetector:
@@ -28,11 +28,13 @@ def build_detector(cfg: ShotsConfig) -> ShotDetector:
 
 
 def _row(video: dict[str, Any], n_frames: int = 0, frames: bytes = b"", shots: list | None = None,
-         error: ErrorRow | None = None) -> dict[str, Any]:
+         error: ErrorRow | None = None, frame_times: bytes = b"") -> dict[str, Any]:
+    """frame_times: each frame's time in seconds from the first, float64 bytes (shot times follow them)."""
     return {
         "video_json": json.dumps(video),
         "n_frames": n_frames,
         "frames": frames,
+        "frame_times": frame_times,
         "shots_json": json.dumps([s.to_dict() for s in shots]) if shots is not None else "",
         "error_json": json.dumps(error.to_dict()) if error else "",
     }
@@ -50,14 +52,14 @@ class ShotDecodeStage:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video_json"])
         try:
-            frames = decode_lowres(video["uri"], self.threads, self.storage_options)
+            frames, times = decode_lowres_timed(video["uri"], self.threads, self.storage_options)
         except Exception as e:  # noqa: BLE001 - a broken video is data
             if is_systemic(e):
                 raise
             return _row(video, error=ErrorRow.from_exception(uri=video["uri"], stage="decode", exc=e, video_id=video["video_id"]))
         if get_detector(self.shots.detector).needs_model:
-            return _row(video, len(frames), frames.tobytes())
-        return _row(video, len(frames), shots=build_detector(self.shots).detect(frames))
+            return _row(video, len(frames), frames.tobytes(), frame_times=times.tobytes())
+        return _row(video, len(frames), shots=build_detector(self.shots).detect(frames), frame_times=times.tobytes())
 
 
 class ShotModelActor:
@@ -75,7 +77,7 @@ class ShotModelActor:
             return {**row, "frames": b""}
         try:
             frames = np.frombuffer(row["frames"], np.uint8).reshape(int(row["n_frames"]), HEIGHT, WIDTH, 3)
-            return _row(video, int(row["n_frames"]), shots=self.detector.detect(frames))
+            return _row(video, int(row["n_frames"]), shots=self.detector.detect(frames), frame_times=row.get("frame_times", b""))
         except Exception as e:  # noqa: BLE001 - isolate the video; the rest of the batch keeps its shots
             if is_systemic(e):
                 raise
@@ -83,5 +85,5 @@ class ShotModelActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [self.detect_row({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_json"]))]
-        out = {k: np.array([r[k] for r in rows], dtype=object) for k in ("video_json", "frames", "shots_json", "error_json")}
+        out = {k: np.array([r[k] for r in rows], dtype=object) for k in ("video_json", "frames", "frame_times", "shots_json", "error_json")}
         return {**out, "n_frames": np.array([r["n_frames"] for r in rows], dtype=np.int64)}

@@ -29,6 +29,7 @@ class UnitOutcome:
     clips: int
     sampled_frames: int
     errors: list[dict[str, Any]] = field(default_factory=list)  # ErrorRow dicts
+    damaged_clips: int = 0  # clips that met undecodable data (written with stand-in frames, or lost: DamagedClip)
 
 
 def app_id_for(job_key: str) -> str:

@@ -98,14 +98,17 @@ class RunSummary:
         return store.write_json(f"runs/{self.run_id}.json", self.to_dict())
 
 
-def status_for(counts: RunCounts) -> tuple[str, int]:
-    """complete: nothing failed (including a nightly run with nothing new); failed: nothing succeeded."""
+def status_for(counts: RunCounts, partial_ok: bool = False) -> tuple[str, int]:
+    """complete: nothing failed (including a nightly run with nothing new); failed: nothing succeeded.
+
+    partial_ok: a finished run whose failures are inputs exits 0 (the status still says partial or failed), unless
+    no input could be listed at all (a wrong or unreachable archive is not a night with a few bad files)."""
     failures = counts.failed + counts.unreadable_inputs
     if failures == 0:
         return "complete", EXIT_OK
-    if counts.ok == 0:
-        return "failed", EXIT_PARTIAL
-    return "partial", EXIT_PARTIAL
+    status = "failed" if counts.ok == 0 else "partial"
+    nothing_listed = counts.listed == 0 and counts.unreadable_inputs > 0
+    return status, EXIT_OK if partial_ok and not nothing_listed else EXIT_PARTIAL
 
 
 SECRET_HINTS = ("secret", "token", "password", "key", "credential", "session")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidbatch.core.errors import ErrorRow
+from vidbatch.core.errors import ErrorRow, is_damaged_clip
+from vidbatch.core.schema import RESULT_DAMAGE_FIELD
 from vidbatch.core.storage import OutputStore
 from vidbatch.plan.prepare import PreparedVideo
 from vidbatch.store.commits import UnitOutcome, record_unit, unit_file
@@ -47,22 +48,35 @@ class UnitSink:
         self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
         self.rows: dict[str, list[pa.Table]] = {k: [] for k in self.pending}
         self.errors: dict[str, list[ErrorRow]] = {k: [] for k in self.pending}
+        self.damaged: dict[str, int] = {k: 0 for k in self.pending}
         self.outcomes: dict[str, UnitOutcome] = {}
 
     def add(self, table: pa.Table) -> None:
-        keys = [self.unit_of[c] for c in table["clip_id"].to_pylist()]
+        """Rows of any units. A clip seen before (a task Ray ran again after its worker died) is ignored."""
+        clip_ids = table["clip_id"].to_pylist()
+        keys = [self.unit_of[c] for c in clip_ids]
         for key in dict.fromkeys(keys):
-            part = table.filter(pa.array([k == key for k in keys]))
-            self._add_unit_rows(key, part)
+            pending, taken, fresh = self.pending.get(key, set()), set(), []
+            for k, c in zip(keys, clip_ids):
+                fresh.append(k == key and c in pending and c not in taken)
+                taken.add(c)
+            if any(fresh):
+                self._add_unit_rows(key, table.filter(pa.array(fresh)))
 
     def _add_unit_rows(self, key: str, part: pa.Table) -> None:
         target, pending = self.targets[key], self.pending[key]
         good = part.filter(pc.is_null(part["error_stage"]))
         self.rows[key].append(good)
         pending.difference_update(good["clip_id"].to_pylist())
+        if RESULT_DAMAGE_FIELD.name in good.column_names:
+            self.damaged[key] += pc.sum(pc.greater(good[RESULT_DAMAGE_FIELD.name], 0)).as_py() or 0
         for row in part.filter(pc.is_valid(part["error_stage"])).to_pylist():
-            self.errors[key].append(ErrorRow.from_result_row(row))
-            if row["error_stage"] == "decode":  # the unit's decoder stopped: every later clip is lost with it
+            error = ErrorRow.from_result_row(row)
+            self.errors[key].append(error)
+            if is_damaged_clip(error):  # that clip alone had no decodable frame
+                self.damaged[key] += 1
+                pending.discard(row["clip_id"])
+            elif row["error_stage"] == "decode":  # the unit's decoder stopped: every later clip is lost with it
                 pending.difference_update(c for c, i in target.clip_index.items() if i >= row["clip_index"])
             else:
                 pending.discard(row["clip_id"])
@@ -79,7 +93,7 @@ class UnitSink:
         outcome = UnitOutcome(
             unit_key=target.key, video_id=target.video_id, file=file, clips=table.num_rows,
             sampled_frames=pc.sum(pc.list_value_length(table["frame_times_s"])).as_py() or 0,
-            errors=[e.to_dict() for e in self.errors.pop(target.key)],
+            errors=[e.to_dict() for e in self.errors.pop(target.key)], damaged_clips=self.damaged.pop(target.key),
         )
         record_unit(self.store, self.run_id, outcome)
         self.outcomes[target.key] = outcome

@@ -13,9 +13,11 @@ from vidbatch.store.commits import STAGING
 
 
 def videos_table(
-    prepared: list[PreparedVideo], list_errors: list[ErrorRow], clip_counts: Counter, failed_ids: set[str], run_id: str
+    prepared: list[PreparedVideo], list_errors: list[ErrorRow], clip_counts: Counter, failed_ids: set[str], run_id: str,
+    damaged_counts: Counter | None = None,
 ) -> pa.Table:
     """One row per input, including inputs that could not even be listed (no metadata, status failed)."""
+    damaged_counts = damaged_counts or Counter()
     rows = [
         {"video_id": e.video_id, "video_uri": e.uri, "status": "failed", "clip_count": 0, "run_id": run_id}
         for e in list_errors
@@ -28,6 +30,7 @@ def videos_table(
                 "video_id": vid, "video_uri": p.source.uri, "fingerprint": p.source.fingerprint,
                 "size_bytes": p.source.size, "version": p.source.version,
                 "status": "failed" if vid in failed_ids else "ok", "clip_count": clip_counts.get(vid, 0),
+                "damaged_clips": damaged_counts.get(vid, 0),
                 **{k: info[k] for k in VIDEOS.names if k in info}, "run_id": run_id,
             }
         )
