@@ -214,23 +214,33 @@ def train_head_command(
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Labelled clips held out.")] = 0.25,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="A temporal head over each clip's frame embeddings in time order: gru or tcn (needs a frames table: out.frame_embeddings).")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also train a linear head on the same split and print both accuracies.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Train a logistic-regression head on stored embeddings of labelled clips."""
-    from vidbatch.infer.linear_head import write_head
-    from vidbatch.read.heads import read_labels, train_head
+    """Train a head on stored embeddings of labelled clips: logistic regression, or a temporal model (--temporal)."""
+    from vidbatch.infer.head_files import write_head
+    from vidbatch.read.heads import read_labels, train_head, temporal_kinds
 
+    if temporal is not None and temporal not in temporal_kinds():
+        raise _fail(f"--temporal {temporal!r}: choose one of {', '.join(temporal_kinds())}")
     so = _storage_options(storage_option)
     try:
-        result = train_head(out, read_labels(labels), test_fraction, seed, model, so)
+        result = train_head(out, read_labels(labels), test_fraction, seed, model, so, temporal or "linear", compare)
     except (ValueError, OSError) as e:
         raise _fail(str(e)) from None
     write_head(result.head, output, so)
     h = result.head
     typer.echo(
-        f"held-out accuracy {result.held_out_accuracy:.3f} ({result.test_clips} clips; trained on {result.train_clips}); "
-        f"classes {h.class_names}; embedding model {h.embedding_model}; saved {output}"
+        f"held-out accuracy {result.held_out_accuracy:.3f} ({result.test_clips} clips; trained on {result.train_clips} "
+        f"in {result.train_seconds:.1f} s); {h.kind} head; classes {h.class_names}; embedding model {h.embedding_model}; "
+        f"saved {output}"
     )
+    if result.baseline_accuracy is not None:
+        typer.echo(
+            f"compare, same split: {h.kind} {result.held_out_accuracy:.3f} ({result.train_seconds:.1f} s), "
+            f"linear {result.baseline_accuracy:.3f} ({result.baseline_seconds:.1f} s)"
+        )
 
 
 @app.command("apply-head")

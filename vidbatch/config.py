@@ -212,6 +212,11 @@ class OutputConfig(StrictModel):
     show: int = Field(20, ge=0, description="Clips printed in the summary table after a CLI run.")
     thumbnails: bool = Field(True, description="Store a small JPEG of each clip's middle sampled frame in clips.thumbnail.")
     thumbnail_width: int = Field(160, ge=16, le=1024, description="Thumbnail width in pixels (aspect kept, never upscaled).")
+    frame_embeddings: bool = Field(
+        False,
+        description="Also write the `frames` table: every sampled frame's embedding from the same forward pass as "
+        "the clip's (needs the classify or embed task); temporal heads (`train-head --temporal`) train on it.",
+    )
     delta_storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="delta-rs storage options over those derived from storage_options (e.g. `AWS_REGION`, "

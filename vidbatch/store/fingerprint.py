@@ -36,7 +36,7 @@ def pipeline_identity(config: JobConfig) -> dict[str, Any]:
         if t.weights_path:
             entry["checkpoint"] = _checkpoint_version(t.weights_path, config.storage_options)
         tasks.append(entry)
-    return {
+    identity = {
         "format": OUTPUT_FORMAT,
         "clips": config.clips.model_dump(),
         "sampling": config.sampling.model_dump(),
@@ -44,6 +44,9 @@ def pipeline_identity(config: JobConfig) -> dict[str, Any]:
         "tasks": tasks,
         "thumbnail_width": config.out.thumbnail_width if config.out.thumbnails else None,
     }
+    if config.out.frame_embeddings:  # only when on, so that jobs without frames keep their fingerprints
+        identity["frame_embeddings"] = True
+    return identity
 
 
 def pipeline_fingerprint(identity: dict[str, Any]) -> str:
