@@ -245,6 +245,7 @@ HEAD_PREDICTIONS = pa.schema(
 EVENTS = pa.schema(
     [
         _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("video_uri", pa.string(), "see clips.video_uri", False),
         _f("source", pa.string(), "whose labels were merged: `classify` (clips' top-1 label) or `head` (head_predictions)", False),
         _f("head_id", pa.string(), "source `head`: the head whose predictions were merged (head_predictions.head_id)"),
         _f("event_index", pa.int32(), "0-based position of the event in its video", False),

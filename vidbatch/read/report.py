@@ -31,6 +31,7 @@ class VideoTimeline:
     clips: list[dict[str, Any]] = field(default_factory=list)
     shots: list[dict[str, Any]] = field(default_factory=list)
     hidden_clips: int = 0
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # source -> events (`vidbatch events`)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
@@ -68,6 +69,18 @@ def _data_uri(jpeg: bytes | None) -> str | None:
 
 def _percent(t: float, duration: float) -> float:
     return round(100.0 * max(0.0, min(t, duration)) / duration, 3) if duration > 0 else 0.0
+
+
+def _add_events(con: duckdb.DuckDBPyConnection, timelines: dict[str, VideoTimeline]) -> None:
+    """Each video's events, per source, placed on its timeline (after its duration is known)."""
+    if not {"video_id", "source", "start_s", "end_s", "label"} <= _columns(con, "events"):
+        return
+    for e in _rows(con, "SELECT video_id, source, start_s, end_s, label, score, clip_count FROM events ORDER BY video_id, source, start_s"):
+        tl = timelines.get(e["video_id"])
+        if tl is not None:
+            e["left"] = _percent(e["start_s"], tl.duration_s)
+            e["width"] = max(0.2, _percent(e["end_s"], tl.duration_s) - e["left"])
+            tl.events.setdefault(e["source"], []).append(e)
 
 
 def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200) -> dict[str, Any]:
@@ -133,6 +146,7 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
         if len(tl.clips) > max_clips_per_video:
             tl.hidden_clips = len(tl.clips) - max_clips_per_video
             tl.clips = tl.clips[:max_clips_per_video]
+    _add_events(con, timelines)
 
     by_label: dict[str, int] = defaultdict(int)
     for tl in timelines.values():
@@ -140,6 +154,8 @@ def gather(out: str, storage_options: dict[str, Any] | None = None, max_clips_pe
             by_label[c["label"] or ""] += 1
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
     colors = {label: palette[i % len(palette)] for i, label in enumerate(sorted(by_label, key=lambda k: -by_label[k]))}
+    for label in sorted({e["label"] for tl in timelines.values() for es in tl.events.values() for e in es} - set(colors)):
+        colors[label] = palette[len(colors) % len(palette)]  # event labels no clip's top label has (a head's)
     return {
         "out": out, "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "counts": counts,
         "errors_by_type": errors_by_type, "errors": errors, "runs": runs, "histogram": histogram,
