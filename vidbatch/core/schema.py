@@ -147,7 +147,7 @@ FRAMES = pa.schema(
             "embedding",
             pa.list_(pa.float32()),
             "the frame's penultimate-layer features from the forward pass that made the clip's (model: clips.model), "
-            "L2-normalised; clips.embedding is their mean before normalising, normalised",
+            "L2-normalised (clips.embedding normalises the mean of the features as they were before)",
             False,
         ),
         PIPELINE_FIELD,

@@ -65,7 +65,7 @@ def video_dirs(videos: dict[str, str]) -> dict[str, str]:
 
 def frame_file(directory: str, time_s: float) -> str:
     """`<video>/<time>.jpg`, the time in seconds with millisecond precision, zero-padded so names sort by time."""
-    return f"{directory}/{time_s:010.3f}.jpg"
+    return f"{directory}/{time_s:09.3f}.jpg"
 
 
 def _videos(out: str, storage_options: dict[str, Any] | None) -> dict[str, str]:
