@@ -120,11 +120,11 @@ def train_head(
     from sklearn.model_selection import train_test_split
 
     head_kind = get_head_kind(kind)
+    ids = list(labels)
+    data = LABELLED_INPUTS[head_kind.reads](out, ids, model, storage_options)
     classes = sorted(set(labels.values()))
     if len(classes) < 2:
         raise ValueError(f"labels: need at least two classes, got {classes}")
-    ids = list(labels)
-    data = LABELLED_INPUTS[head_kind.reads](out, ids, model, storage_options)
     y = np.array([labels[c] for c in ids])
     n_test = max(len(classes), round(len(ids) * test_fraction))
     if len(ids) - n_test < len(classes):
