@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -59,8 +60,8 @@ def _table(out: str, name: str, columns: list[str], storage_options: dict[str, A
 def video_dirs(videos: dict[str, str]) -> dict[str, str]:
     """video_id -> directory name: the file's stem, with the video id when two exported videos share a stem."""
     stems = {vid: PurePosixPath(uri.rstrip("/")).stem or vid for vid, uri in videos.items()}
-    taken = [s for s in stems.values()]
-    return {vid: s if taken.count(s) == 1 else f"{s}-{vid}" for vid, s in stems.items()}
+    taken = Counter(stems.values())
+    return {vid: s if taken[s] == 1 else f"{s}-{vid}" for vid, s in stems.items()}
 
 
 def frame_file(directory: str, time_s: float) -> str:
