@@ -13,7 +13,7 @@ import vidbatch
 from vidbatch.cli import app
 from vidbatch.config import ConfigError
 from vidbatch.core.schema import HEAD_PREDICTIONS
-from vidbatch.infer.linear_head import read_head
+from vidbatch.infer.head_files import read_head
 from vidbatch.job import load_config
 from vidbatch.read.heads import read_labels
 from vidbatch.read.query import run_query

@@ -414,24 +414,34 @@ def train_head_command(
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Labelled clips held out.")] = 0.25,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the held-out split.")] = 0,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="A temporal head over each clip's frame embeddings in time order: gru or tcn (needs a frames table: out.frame_embeddings).")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also train a linear head on the same split and print both accuracies.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Train a logistic-regression head on stored embeddings of labelled clips."""
-    from vidbatch.infer.linear_head import write_head
-    from vidbatch.read.heads import read_labels, train_head
+    """Train a head on stored embeddings of labelled clips: logistic regression, or a temporal model (--temporal)."""
+    from vidbatch.infer.head_files import write_head
+    from vidbatch.read.heads import read_labels, train_head, temporal_kinds
 
+    if temporal is not None and temporal not in temporal_kinds():
+        raise _fail(f"--temporal {temporal!r}: choose one of {', '.join(temporal_kinds())}")
     so = _storage_options(storage_option)
     _require_output(out, so)
     try:
-        result = train_head(out, read_labels(labels), test_fraction, seed, model, so)
+        result = train_head(out, read_labels(labels), test_fraction, seed, model, so, temporal or "linear", compare)
     except (ValueError, OSError) as e:
         raise _fail(str(e)) from None
     write_head(result.head, output, so)
     h = result.head
     typer.echo(
-        f"held-out accuracy {result.held_out_accuracy:.3f} ({result.test_clips} clips; trained on {result.train_clips}); "
-        f"classes {h.class_names}; embedding model {h.embedding_model}; saved {output}"
+        f"held-out accuracy {result.held_out_accuracy:.3f} ({result.test_clips} clips; trained on {result.train_clips} "
+        f"in {result.train_seconds:.1f} s); {h.kind} head; classes {h.class_names}; embedding model {h.embedding_model}; "
+        f"saved {output}"
     )
+    if result.baseline_accuracy is not None:
+        typer.echo(
+            f"compare, same split: {h.kind} {result.held_out_accuracy:.3f} ({result.train_seconds:.1f} s), "
+            f"linear {result.baseline_accuracy:.3f} ({result.baseline_seconds:.1f} s)"
+        )
 
 
 @app.command("apply-head")
@@ -486,3 +496,63 @@ def optimize_command(
         raise _fail(str(e)) from None
     for name, m in metrics.items():
         typer.echo(f"{name}: {m.get('numFilesRemoved', 0)} files compacted into {m.get('numFilesAdded', 0)}")
+
+
+@app.command("events")
+def events_command(
+    out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
+    source: Annotated[str, typer.Option("--source", help="Whose labels: classify (clips' top-1 label) or head (head_predictions).")] = "classify",
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Leave out events shorter than this.")] = 0.0,
+    head_id: Annotated[str | None, typer.Option("--head-id", help="With --source head: which head (default: the one applied last).")] = None,
+    show: Annotated[int, typer.Option("--show", min=0, help="Events to print.")] = 20,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Merge consecutive clips of a video that share a label into events; write the events table (replacing the
+    earlier events of the same source) and print them."""
+    from vidbatch.read.events import make_events
+
+    try:
+        result = make_events(out, source, min_seconds, head_id, _storage_options(storage_option))
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    rows = result.events.to_pylist()
+    header = f"{'video':<28} {'time':>17}  {'label':<28} {'score':>6} {'clips':>5}"
+    typer.echo(header + "\n" + "-" * len(header))
+    for e in rows[:show]:
+        span = f"{e['start_s']:7.2f}-{e['end_s']:7.2f}s"
+        typer.echo(f"{Path(e['video_uri']).name[:28]:<28} {span:>17}  {e['label'][:28]:<28} {e['score']:6.3f} {e['clip_count']:>5}")
+    if len(rows) > show:
+        typer.echo(f"... {len(rows) - show} more events")
+    of = f"head {result.head_id}" if result.head_id else source
+    typer.echo(f"{len(rows)} events ({of}) written to {out.rstrip('/')}/events (table version {result.version})")
+
+
+@app.command("export-frames")
+def export_frames_command(
+    out: Annotated[str, typer.Argument(help="Output directory of a run (any fsspec URL).")],
+    to: Annotated[str, typer.Option("--to", help="Directory for the JPEGs and index.csv (local or any fsspec URL).")],
+    thumbnails: Annotated[bool, typer.Option("--thumbnails", help="The clips' stored thumbnails (decodes nothing).")] = False,
+    every: Annotated[float | None, typer.Option("--every", help="One frame every SECONDS of each video (decoded).")] = None,
+    shots: Annotated[bool, typer.Option("--shots", help="The middle frame of each stored shot (decoded).")] = False,
+    storage_option: StorageOptions = None,
+    to_option: Annotated[list[str] | None, typer.Option("--to-option", help="fsspec option for --to, KEY=VALUE (repeatable; default: the --storage-option ones).")] = None,
+) -> None:
+    """Write frames as JPEG files <video>/<time>.jpg plus index.csv: stored thumbnails, or frames decoded at
+    regular times or per shot with the job's own decoder."""
+    from vidbatch.read.frame_export import export_frames
+    from vidbatch.store.manifest import EXIT_PARTIAL
+
+    modes = [m for m, on in (("thumbnails", thumbnails), ("every", every is not None), ("shots", shots)) if on]
+    if len(modes) != 1:
+        raise _fail("give exactly one of --thumbnails, --every SECONDS, --shots")
+    so = _storage_options(storage_option)
+    try:
+        result = export_frames(out, to, modes[0], every, so, _storage_options(to_option) if to_option else so)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    for line in result.errors:
+        typer.echo(f"error: {line}", err=True)
+    videos = len({r["video_id"] for r in result.rows})
+    typer.echo(f"{len(result.rows)} frames of {videos} videos written to {to.rstrip('/')} (index.csv)")
+    if result.errors:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -232,6 +232,11 @@ class OutputConfig(StrictModel):
         "errors/), so schedulers that show any non-zero exit as FAILED (Ray Jobs, KubeRay) tell a night with bad "
         "files from a crash. Still 3 when no input could be listed at all."
     )
+    frame_embeddings: bool = Field(
+        False,
+        description="Also write the `frames` table: every sampled frame's embedding from the same forward pass as "
+        "the clip's (needs the classify or embed task); temporal heads (`train-head --temporal`) train on it.",
+    )
     delta_storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="delta-rs storage options over those derived from storage_options (e.g. `AWS_REGION`, "

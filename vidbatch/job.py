@@ -69,6 +69,13 @@ def _task_problems(cfg: JobConfig) -> list[str]:
     return []
 
 
+def _frames_problems(cfg: JobConfig) -> list[str]:
+    """out.frame_embeddings keeps the per-frame embeddings of the task that writes `embedding`."""
+    if not cfg.out.frame_embeddings or any(f.name == "embedding" for f in task_output_fields(cfg.tasks)):
+        return []
+    return ["out.frame_embeddings: needs a task that makes embeddings (classify or embed)"]
+
+
 def _sampling_problems(cfg: JobConfig) -> list[str]:
     samples = max_samples_per_clip(cfg.clips, cfg.sampling)
     if samples <= MAX_SAMPLES_PER_CLIP:
@@ -86,6 +93,7 @@ def validate_config(data: dict[str, Any] | JobConfig) -> JobConfig:
     except ValidationError as e:
         raise _format_validation_error(e) from None
     problems = _shots_problems(cfg) + _task_problems(cfg) + _sampling_problems(cfg)
+    problems = problems or _frames_problems(cfg)
     if problems:
         raise _invalid(problems)
     return cfg

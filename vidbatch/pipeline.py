@@ -271,7 +271,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     request = _request(inf, cluster_gpus)
     constructor = {
         "tasks": config.tasks, "cfg": inf.model_copy(update={"device": request.device}),
-        "storage_options": config.storage_options or None,
+        "storage_options": config.storage_options or None, "frame_embeddings": config.out.frame_embeddings,
     }
     return _map_with_actor_pool(
         ds, ClipInferenceActor, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
@@ -521,11 +521,12 @@ def _run(
     targets = unit_targets(prepared, pipeline, run_id)
     clip_schema = clips_schema(task_fields + thumbnail_fields(config.out.thumbnails))
     done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
-    sink = UnitSink(store, run_id, pipeline, clip_schema, targets, set(done))
+    frames = config.out.frame_embeddings
+    sink = UnitSink(store, run_id, pipeline, clip_schema, targets, set(done), frames)
     units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
-        stream = _clip_stream(config, todo, result_schema(task_fields))
+        stream = _clip_stream(config, todo, result_schema(task_fields, frames))
         for table in _stream_batches(stream, todo, progress):
             sink.add(table)
             progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
@@ -553,6 +554,7 @@ def _run(
         replace_ids={s.video_id for s, _, _ in processed} - keep_old,
         videos=videos_table(prepared, list_errors, clip_counts, failed_ids, run_id, damaged_counts),
         errors=errors_table(errors, run_id), ledger=ledger,
+        frame_files=sorted(o.frames_file for o in outcomes.values() if o.frames_file), writes_frames=frames,
     )
 
     ok_videos = [p for p in prepared if p.source.video_id not in failed_ids and p.info]

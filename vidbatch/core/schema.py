@@ -126,14 +126,37 @@ RESULT_ERROR_FIELDS = [
 # Carried from the decode stage to the driver with each clip (never written to clips/): how many of its samples
 # were served by a stand-in for a frame that did not decode, or by a partly repaired frame (videos.damaged_clips).
 RESULT_DAMAGE_FIELD = pa.field("damaged_frames", pa.int32())
+# With out.frame_embeddings: each clip's per-frame embeddings, carried from the actor to the driver, which writes
+# them to frames/ (one row per frame), never to clips/.
+FRAME_EMBEDDINGS_FIELD = pa.field("frame_embeddings", pa.list_(pa.list_(pa.float32())))
 
 
 def clips_schema(task_fields: list[pa.Field]) -> pa.Schema:
     return pa.schema([*CLIP_KEY_FIELDS, *task_fields, PIPELINE_FIELD, RUN_FIELD])
 
 
-def result_schema(task_fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, *RESULT_ERROR_FIELDS, RESULT_DAMAGE_FIELD])
+def result_schema(task_fields: list[pa.Field], frame_embeddings: bool = False) -> pa.Schema:
+    carried = [FRAME_EMBEDDINGS_FIELD] if frame_embeddings else []
+    return pa.schema([*CLIP_KEY_FIELDS, *task_fields, *carried, *RESULT_ERROR_FIELDS, RESULT_DAMAGE_FIELD])
+
+
+FRAMES = pa.schema(
+    [
+        _f("clip_id", pa.string(), "see clips.clip_id", False),
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("frame_index", pa.int32(), "0-based position of the frame in its clip, in time order (indexes clips.frame_times_s)", False),
+        _f("time_s", pa.float64(), "presentation time of the frame, seconds from the video's first frame", False),
+        _f(
+            "embedding",
+            pa.list_(pa.float32()),
+            "the frame's penultimate-layer features from the forward pass that made the clip's (model: clips.model), "
+            "L2-normalised (clips.embedding normalises the mean of the features as they were before)",
+            False,
+        ),
+        PIPELINE_FIELD,
+        RUN_FIELD,
+    ]
+)
 
 
 VIDEOS = pa.schema(
@@ -223,6 +246,23 @@ HEAD_PREDICTIONS = pa.schema(
 )
 
 
+EVENTS = pa.schema(
+    [
+        _f("video_id", pa.string(), "see clips.video_id", False),
+        _f("video_uri", pa.string(), "see clips.video_uri", False),
+        _f("source", pa.string(), "whose labels were merged: `classify` (clips' top-1 label) or `head` (head_predictions)", False),
+        _f("head_id", pa.string(), "source `head`: the head whose predictions were merged (head_predictions.head_id)"),
+        _f("event_index", pa.int32(), "0-based position of the event in its video", False),
+        _f("start_s", pa.float64(), "start of the event's first clip", False),
+        _f("end_s", pa.float64(), "end of the event's last clip", False),
+        _f("label", pa.string(), "the label every merged clip shares", False),
+        _f("score", pa.float32(), "mean score of the merged clips", False),
+        _f("clip_count", pa.int32(), "consecutive clips merged into the event", False),
+        _f("made_at", pa.timestamp("us", tz="UTC"), "when `vidbatch events` wrote the row", False),
+    ]
+)
+
+
 def _table_markdown(title: str, schema: pa.Schema) -> str:
     """title: the table's folder, then an optional note (`head_predictions/ (\`vidbatch apply-head\`)`)."""
     rows = ["| column | type | description |", "|---|---|---|"]
@@ -248,5 +288,7 @@ def schema_markdown() -> str:
             _table_markdown("ledger/ (one row per video: its state, replaced each time a run touches it)", LEDGER),
             _table_markdown("head_predictions/ (`vidbatch apply-head`)", HEAD_PREDICTIONS),
             _table_markdown("shots/ (with clips.clip_mode: shots)", SHOTS),
+            _table_markdown("frames/ (with out.frame_embeddings: one row per sampled frame)", FRAMES),
+            _table_markdown("events/ (`vidbatch events`: runs of consecutive clips that share a label)", EVENTS),
         ]
     )

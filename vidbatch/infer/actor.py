@@ -57,14 +57,18 @@ def _smaller_forward(task: ClipTask, batch_size: int, lengths: list[int]) -> int
 class ClipInferenceActor:
     """Frames batch in, result table out (clip keys, error pass-through, every task's columns)."""
 
-    def __init__(self, tasks: list[TaskConfig], cfg: InferenceConfig, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self, tasks: list[TaskConfig], cfg: InferenceConfig, storage_options: dict[str, Any] | None = None,
+        frame_embeddings: bool = False,
+    ):
+        """frame_embeddings: also pass on the embedding task's per-frame embeddings (out.frame_embeddings)."""
         self.device = pick_device(cfg.device)
         if self.device.type == "cpu":
             torch.set_num_threads(cfg.threads or max(1, int(cfg.num_cpus)))
         self.batch_size = cfg.batch_size or DEFAULT_FORWARD_BATCH[self.device.type]
         self.working_batch: dict[int, int] = {}  # per task: the forward batch that last fit in memory
         self.precision = cfg.precision
-        self.schema = result_schema(task_output_fields(tasks))
+        self.schema = result_schema(task_output_fields(tasks), frame_embeddings)
         self.spec = frame_spec_for(tasks)
         self.stacks = task_stacks(tasks)
         self.tasks = [get_task(t.task)(t, self.device, storage_options) for t in tasks]

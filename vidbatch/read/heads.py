@@ -1,4 +1,5 @@
-"""Custom classifiers ("heads") trained on stored clip embeddings: logistic regression, applied without decoding.
+"""Custom classifiers ("heads") trained on stored embeddings and applied without decoding: linear heads on the
+clips' embeddings, temporal heads (gru, tcn) on their frames' embeddings in time order (vidbatch/infer/head_registry.py).
 
 A head file is a plain dict of tensors and strings (loadable with torch.load(weights_only=True)) that names the
 embedding model it belongs to, so it is never applied to another model's embeddings.
@@ -6,7 +7,9 @@ embedding model it belongs to, so it is never applied to another model's embeddi
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from vidbatch.core.schema import HEAD_PREDICTIONS
-from vidbatch.infer.linear_head import LinearHead, read_head
-from vidbatch.read.embeddings import load_clip_embeddings
+from vidbatch.infer.head_files import HEAD_KINDS, ClipHead, get_head_kind, read_head
+from vidbatch.infer.head_registry import CLIP_INPUT, FRAMES_INPUT
+from vidbatch.read.embeddings import StoredFrames, load_clip_embeddings
 from vidbatch.store.committed import record_snapshot
 from vidbatch.store.delta import (
     commit_table,
@@ -43,54 +47,100 @@ def read_labels(path: str | Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class LabelledInputs:
+    clip_ids: list[str]
+    inputs: list[np.ndarray]  # what the head kind reads, per clip
+    model: str  # clips.model that made them
+
+
+def _clip_inputs(out: str, clip_ids: list[str], model: str | None, storage_options: dict[str, Any] | None) -> LabelledInputs:
+    stored = load_clip_embeddings(out, [], model, storage_options)
+    index = {cid: i for i, cid in enumerate(stored.clips["clip_id"].to_pylist())}
+    unknown = [cid for cid in clip_ids if cid not in index]
+    if unknown:
+        raise ValueError(f"{len(unknown)} labelled clip ids are not in {out}/clips, e.g. {unknown[:3]}")
+    return LabelledInputs(clip_ids, list(stored.matrix[[index[c] for c in clip_ids]]), stored.model)
+
+
+def _frame_inputs(out: str, clip_ids: list[str], model: str | None, storage_options: dict[str, Any] | None) -> LabelledInputs:
+    stored = StoredFrames(out, model, storage_options, clip_ids)
+    clips, sequences = stored.sequences()
+    by_id = dict(zip(clips["clip_id"].to_pylist(), sequences))
+    missing = [cid for cid in clip_ids if cid not in by_id]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} labelled clip ids have no frames in {out}/frames (not in clips/, or processed without "
+            f"out.frame_embeddings), e.g. {missing[:3]}"
+        )
+    return LabelledInputs(clip_ids, [by_id[c] for c in clip_ids], stored.model)
+
+
+# what a head kind reads (ClipHead.reads) -> how the labelled clips' inputs are loaded
+LABELLED_INPUTS = {CLIP_INPUT: _clip_inputs, FRAMES_INPUT: _frame_inputs}
+
+
+def temporal_kinds() -> list[str]:
+    """Head kinds that read frame sequences (train-head --temporal)."""
+    return sorted(k for k, cls in HEAD_KINDS.items() if cls.reads == FRAMES_INPUT)
+
+
+@dataclass(frozen=True)
 class TrainResult:
-    head: LinearHead
+    head: ClipHead
     train_clips: int
     test_clips: int
     held_out_accuracy: float
+    train_seconds: float  # fitting the head whose held-out accuracy is reported
+    baseline_accuracy: float | None = None  # compare: a linear head on the clip embeddings, same split
+    baseline_seconds: float | None = None
+
+
+def _accuracy(head: ClipHead, inputs: list[np.ndarray], labels: np.ndarray) -> float:
+    predicted = np.asarray(head.class_names)[head.probabilities(inputs).argmax(axis=1)]
+    return float((predicted == labels).mean())
+
+
+def _held_out(
+    kind: type[ClipHead], data: LabelledInputs, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+) -> tuple[float, float]:
+    """(accuracy on the test clips, seconds) of a head of `kind` fitted on the train clips."""
+    started = time.perf_counter()
+    head = kind.fit([data.inputs[i] for i in train], y[train].tolist(), data.model, seed)
+    seconds = time.perf_counter() - started
+    return _accuracy(head, [data.inputs[i] for i in test], y[test]), seconds
 
 
 def train_head(
     out: str, labels: dict[str, str], test_fraction: float = 0.25, seed: int = 0,
-    model: str | None = None, storage_options: dict[str, Any] | None = None,
+    model: str | None = None, storage_options: dict[str, Any] | None = None, kind: str = "linear",
+    compare: bool = False,
 ) -> TrainResult:
-    """Multinomial logistic regression on the labelled clips' embeddings: the accuracy comes from a fit on a
-    stratified split, the saved head from a fit on all of them."""
-    from sklearn.linear_model import LogisticRegression
+    """A head of `kind` on the labelled clips: the accuracy comes from a fit on a stratified split, the saved head
+    from a fit on all of them. compare: a linear head on the clips' embeddings is fitted on the same split too."""
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
 
-    stored = load_clip_embeddings(out, [], model, storage_options)
-    index = {cid: i for i, cid in enumerate(stored.clips["clip_id"].to_pylist())}
-    unknown = [cid for cid in labels if cid not in index]
-    if unknown:
-        raise ValueError(f"{len(unknown)} labelled clip ids are not in {out}/clips, e.g. {unknown[:3]}")
+    head_kind = get_head_kind(kind)
+    ids = list(labels)
+    data = LABELLED_INPUTS[head_kind.reads](out, ids, model, storage_options)
     classes = sorted(set(labels.values()))
     if len(classes) < 2:
         raise ValueError(f"labels: need at least two classes, got {classes}")
-    ids = list(labels)
-    x = stored.matrix[[index[c] for c in ids]]
     y = np.array([labels[c] for c in ids])
     n_test = max(len(classes), round(len(ids) * test_fraction))
     if len(ids) - n_test < len(classes):
         raise ValueError(f"labels: {len(ids)} clips are too few to train and hold out {n_test} for {len(classes)} classes")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, stratify=y, random_state=seed)
-    # unit-norm embeddings give tiny logits that the default L2 penalty flattens into "always the majority class":
-    # standardise the features (folded into the linear head below) and balance the classes
-    def fit(xs: np.ndarray, ys: np.ndarray) -> tuple[Any, Any]:
-        scaler = StandardScaler().fit(xs)
-        return LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(xs), ys), scaler
-
-    fitted, scaler = fit(x_train, y_train)
-    accuracy = float(fitted.score(scaler.transform(x_test), y_test))
+    train, test = train_test_split(np.arange(len(ids)), test_size=n_test, stratify=y, random_state=seed)
+    accuracy, seconds = _held_out(head_kind, data, y, train, test, seed)
+    baseline = baseline_seconds = None
+    if compare:
+        linear = get_head_kind("linear")
+        baseline, baseline_seconds = _held_out(linear, LABELLED_INPUTS[linear.reads](out, ids, data.model, storage_options), y, train, test, seed)
     # the accuracy estimates the held-out error; the saved head then learns from every labelled clip
-    fitted, scaler = fit(x, y)
-    head = LinearHead.from_sklearn(fitted, scaler, stored.model, accuracy)
-    return TrainResult(head, len(y_train), len(y_test), accuracy)
+    head = replace(head_kind.fit(data.inputs, y.tolist(), data.model, seed), held_out_accuracy=accuracy)
+    return TrainResult(head, len(train), len(test), accuracy, seconds, baseline, baseline_seconds)
 
 
-def predictions_table(head: LinearHead, head_id: str, clips: pa.Table, embeddings: np.ndarray) -> pa.Table:
-    probs = head.probabilities(embeddings)
+def predictions_table(head: ClipHead, head_id: str, clips: pa.Table, probs: np.ndarray) -> pa.Table:
     best = probs.argmax(axis=1)
     n = clips.num_rows
     return pa.table(
@@ -104,6 +154,35 @@ def predictions_table(head: LinearHead, head_id: str, clips: pa.Table, embedding
     ).cast(HEAD_PREDICTIONS)
 
 
+PREDICTED_COLUMNS = ("video_id", "start_s", "end_s")
+
+
+def _check_dim(head: ClipHead, head_path: str, dim: int) -> None:
+    if head.input_dim != dim:
+        raise ValueError(f"{head_path}: the head takes {head.input_dim}-dimensional embeddings, the stored ones have {dim}")
+
+
+def _stored_clip_inputs(
+    out: str, head: ClipHead, head_path: str, storage_options: dict[str, Any] | None
+) -> Iterator[tuple[pa.Table, list[np.ndarray]]]:
+    stored = load_clip_embeddings(out, list(PREDICTED_COLUMNS), head.embedding_model, storage_options)
+    _check_dim(head, head_path, stored.matrix.shape[1])
+    yield stored.clips, stored.matrix
+
+
+def _stored_frame_inputs(
+    out: str, head: ClipHead, head_path: str, storage_options: dict[str, Any] | None
+) -> Iterator[tuple[pa.Table, list[np.ndarray]]]:
+    frames = StoredFrames(out, head.embedding_model, storage_options, columns=PREDICTED_COLUMNS)
+    for clips, sequences in frames.batches():
+        _check_dim(head, head_path, sequences[0].shape[1])
+        yield clips, sequences
+
+
+# what a head kind reads -> every stored clip's inputs, in batches
+STORED_INPUTS = {CLIP_INPUT: _stored_clip_inputs, FRAMES_INPUT: _stored_frame_inputs}
+
+
 def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None = None) -> tuple[int, int]:
     """Predict every stored clip of the head's embedding model into head_predictions; returns (rows, version).
 
@@ -111,13 +190,11 @@ def apply_head(out: str, head_path: str, storage_options: dict[str, Any] | None 
     a manifest records the table versions, so readers' snapshots include it.
     """
     head, head_id = read_head(head_path, storage_options)
-    stored = load_clip_embeddings(out, ["video_id", "start_s", "end_s"], head.embedding_model, storage_options)
-    if head.weight.shape[1] != stored.matrix.shape[1]:
-        raise ValueError(
-            f"{head_path}: the head takes {head.weight.shape[1]}-dimensional embeddings, the stored ones have "
-            f"{stored.matrix.shape[1]}"
-        )
-    table = predictions_table(head, head_id, stored.clips, stored.matrix)
+    parts = [
+        predictions_table(head, head_id, clips, head.probabilities(inputs))
+        for clips, inputs in STORED_INPUTS[head.reads](out, head, head_path, storage_options)
+    ]
+    table = pa.concat_tables(parts) if parts else HEAD_PREDICTIONS.empty_table()
     options = delta_storage_options(out, storage_options)
     run_id = f"head-{head_id}-{new_run_id()}"  # names the commit in the table's history
     app_id = f"vidbatch-head-{head_id}"

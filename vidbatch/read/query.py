@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from vidbatch.store.committed import run_manifests, snapshot_versions, table_dataset
 
-TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions")
+TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions", "frames", "events")
 FORMATS = ("table", "csv", "json", "parquet")
 
 

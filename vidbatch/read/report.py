@@ -41,6 +41,7 @@ class VideoTimeline:
     metadata: dict[str, Any] = field(default_factory=dict)
     ticks: list[dict[str, Any]] = field(default_factory=list)
     unreadable: bool = False  # the input could not even be listed (no file there)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # source -> events (`vidbatch events`)
 
     @property
     def name(self) -> str:
@@ -160,6 +161,18 @@ def _percent(t: float, duration: float) -> float:
     return round(100.0 * max(0.0, min(t, duration)) / duration, 3) if duration > 0 else 0.0
 
 
+def _add_events(con: duckdb.DuckDBPyConnection, timelines: dict[str, VideoTimeline]) -> None:
+    """Each video's events, per source, placed on its timeline (after its duration is known)."""
+    if not {"video_id", "source", "start_s", "end_s", "label"} <= _columns(con, "events"):
+        return
+    for e in _rows(con, "SELECT video_id, source, start_s, end_s, label, score, clip_count FROM events ORDER BY video_id, source, start_s"):
+        tl = timelines.get(e["video_id"])
+        if tl is not None:
+            e["left"] = _percent(e["start_s"], tl.duration_s)
+            e["width"] = max(0.2, _percent(e["end_s"], tl.duration_s) - e["left"])
+            tl.events.setdefault(e["source"], []).append(e)
+
+
 def gather(
     out: str, storage_options: dict[str, Any] | None = None, max_clips_per_video: int = 200, max_videos: int = 100
 ) -> dict[str, Any]:
@@ -242,6 +255,7 @@ def gather(
         if len(tl.clips) > max_clips_per_video:
             tl.hidden_clips = len(tl.clips) - max_clips_per_video
             tl.clips = tl.clips[:max_clips_per_video]
+    _add_events(con, timelines)
     # failed videos first (they are what a reader looks for), then by file name; at most max_videos on the page
     ordered = sorted(timelines.values(), key=lambda t: (t.status == "ok", t.name, t.video_uri))
     shown, hidden_videos = ordered[:max_videos], max(0, len(ordered) - max_videos)
@@ -253,6 +267,8 @@ def gather(
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
     order = sorted(by_label, key=lambda k: (-by_label[k], k))
     colors = {label: palette[i % len(palette)] for i, label in enumerate(order)}
+    for label in sorted({e["label"] for tl in timelines.values() for es in tl.events.values() for e in es} - set(colors)):
+        colors[label] = palette[len(colors) % len(palette)]  # event labels no clip's top label has (a head's)
     legend = [{"label": label or "(no label)", "color": colors[label], "clips": by_label[label]} for label in order]
     for e in errors:
         e["name"] = file_name(e["video_uri"])

@@ -30,6 +30,7 @@ class UnitOutcome:
     sampled_frames: int
     errors: list[dict[str, Any]] = field(default_factory=list)  # ErrorRow dicts
     damaged_clips: int = 0  # clips that met undecodable data (written with stand-in frames, or lost: DamagedClip)
+    frames_file: str | None = None  # staged frames/ rows (out.frame_embeddings), relative to the output root
 
 
 def app_id_for(job_key: str) -> str:
@@ -61,6 +62,11 @@ def find_resumable(store: OutputStore, job_key: str, run_id: str | None = None) 
 
 def unit_file(run_id: str, unit_key: str) -> str:
     return f"{STAGING}/{run_id}/units/{unit_key}.parquet"
+
+
+def unit_frames_file(run_id: str, unit_key: str) -> str:
+    """The unit's frames/ rows, staged next to its clip rows."""
+    return f"{STAGING}/{run_id}/units/{unit_key}.frames.parquet"
 
 
 def record_unit(store: OutputStore, run_id: str, outcome: UnitOutcome) -> None:

@@ -7,7 +7,7 @@ twice. Rows of re-processed videos are replaced by predicate in the same commit 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,7 +18,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from vidbatch.config import ConfigError
 
-TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions")
+TABLES = ("clips", "videos", "errors", "shots", "ledger", "head_predictions", "frames", "events")
 COMMIT_ATTEMPTS = 5  # a conflicting concurrent commit makes the write re-read the table and try again
 
 # fsspec/s3fs option -> delta-rs (object_store) option
@@ -104,14 +104,16 @@ def _create_empty(out: str, name: str, schema: pa.Schema, options: dict[str, str
 
 
 def commit_table(
-    out: str, name: str, data: pa.Table | pa.RecordBatchReader, *, app_id: str, seq: int,
-    options: dict[str, str] | None, replace: str | None = None, metadata: dict[str, str] | None = None,
+    out: str, name: str, data: pa.Table | pa.RecordBatchReader | Callable[[], pa.RecordBatchReader], *, app_id: str,
+    seq: int, options: dict[str, str] | None, replace: str | None = None, metadata: dict[str, str] | None = None,
 ) -> int:
     """Commit `data` to table `name` once for (app_id, seq); returns the table version that holds it.
 
+    data: rows, a stream, or a function that opens the stream anew (large tables: each attempt re-reads it).
     replace: a predicate whose rows the same commit removes (the rows being replaced). A concurrent commit that
     conflicts makes the write start over on the new table state, so a replacement never loses or doubles rows.
     """
+    reopen = data if callable(data) else None
     uri = table_uri(out, name)
     props = CommitProperties(
         app_transactions=[Transaction(app_id=app_id, version=seq)],
@@ -121,6 +123,8 @@ def commit_table(
         done = committed_version(out, name, options, app_id, seq)
         if done is not None:
             return done
+        if reopen is not None:
+            data = reopen()
         table = open_table(out, name, options)
         if table is None and replace is not None:
             table = _create_empty(out, name, data.schema, options)
@@ -134,7 +138,7 @@ def commit_table(
         except CommitFailedError:
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
-            if isinstance(data, pa.RecordBatchReader):
+            if reopen is None and isinstance(data, pa.RecordBatchReader):
                 raise  # a stream cannot be replayed; the run stays staged and resumes
             continue
         return committed_version(out, name, options, app_id, seq)  # type: ignore[return-value]

@@ -48,6 +48,8 @@ def pipeline_identity(config: JobConfig) -> dict[str, Any]:
         # autocast changes the scores (and so the job key): fp32, what outputs were always made with, adds nothing,
         # so their fingerprints stay what they were
         identity["precision"] = config.inference.precision
+    if config.out.frame_embeddings:  # only when on, so that jobs without frames keep their fingerprints
+        identity["frame_embeddings"] = True
     return identity
 
 

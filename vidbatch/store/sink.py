@@ -11,7 +11,8 @@ from vidbatch.core.errors import ErrorRow, is_damaged_clip
 from vidbatch.core.schema import RESULT_DAMAGE_FIELD
 from vidbatch.core.storage import OutputStore
 from vidbatch.plan.prepare import PreparedVideo
-from vidbatch.store.commits import UnitOutcome, record_unit, unit_file
+from vidbatch.store.commits import UnitOutcome, record_unit, unit_file, unit_frames_file
+from vidbatch.store.tables import frames_table
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ class UnitSink:
 
     def __init__(
         self, store: OutputStore, run_id: str, pipeline: str, schema: pa.Schema, targets: dict[str, UnitTarget],
-        staged: set[str],
+        staged: set[str], frames: bool = False,
     ):
-        """staged: units a killed attempt of this run already finished; they are neither expected nor written."""
+        """staged: units a killed attempt of this run already finished; they are neither expected nor written.
+        frames: the rows carry `frame_embeddings`; each unit's frames/ rows are staged next to its clip rows."""
         self.store, self.run_id, self.pipeline, self.schema = store, run_id, pipeline, schema
+        self.frames = frames
         self.targets = targets
         self.unit_of = {cid: t.key for t in targets.values() for cid in t.clip_index}
         self.pending = {k: set(t.clip_index) for k, t in targets.items() if k not in staged}
@@ -87,13 +90,17 @@ class UnitSink:
         table = pa.concat_tables(self.rows.pop(target.key)).sort_by("clip_index")
         for name, value in (("pipeline", self.pipeline), ("run_id", self.run_id)):
             table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
-        file = None
+        file = frames_file = None
         if table.num_rows:
+            if self.frames:  # before the clip rows: a unit's clip file implies its frames file
+                frames = frames_table(table, self.pipeline, self.run_id)
+                frames_file = self.store.write_parquet(unit_frames_file(self.run_id, target.key), frames)
             file = self.store.write_parquet(target.file, table.select(self.schema.names).cast(self.schema))
         outcome = UnitOutcome(
             unit_key=target.key, video_id=target.video_id, file=file, clips=table.num_rows,
             sampled_frames=pc.sum(pc.list_value_length(table["frame_times_s"])).as_py() or 0,
             errors=[e.to_dict() for e in self.errors.pop(target.key)], damaged_clips=self.damaged.pop(target.key),
+            frames_file=frames_file,
         )
         record_unit(self.store, self.run_id, outcome)
         self.outcomes[target.key] = outcome

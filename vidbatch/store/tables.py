@@ -1,12 +1,14 @@
-"""The per-run tables besides the clips: one `videos` row per input, and the run's shots."""
+"""The per-run tables besides the clips: one `videos` row per input, the run's shots, each clip's frames."""
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidbatch.core.errors import ErrorRow
-from vidbatch.core.schema import SHOTS, VIDEOS
+from vidbatch.core.schema import FRAME_EMBEDDINGS_FIELD, FRAMES, SHOTS, VIDEOS
 from vidbatch.core.storage import OutputStore
 from vidbatch.plan.prepare import PreparedVideo
 from vidbatch.store.commits import STAGING
@@ -42,3 +44,23 @@ def stage_shots(store: OutputStore, shots: pa.Table, run_id: str) -> str | None:
     if shots.num_rows == 0:
         return None
     return store.write_parquet(f"{STAGING}/{run_id}/shots.parquet", shots.sort_by([("video_id", "ascending"), ("shot_index", "ascending")]).cast(SHOTS))
+
+
+def frames_table(clips: pa.Table, pipeline: str, run_id: str) -> pa.Table:
+    """One frames/ row per sampled frame of the clips (result rows carrying `frame_embeddings`), in clip order."""
+    embeddings = clips[FRAME_EMBEDDINGS_FIELD.name].combine_chunks()
+    counts = pc.list_value_length(embeddings).fill_null(0).to_numpy()
+    times = clips["frame_times_s"].combine_chunks()
+    if not np.array_equal(counts, pc.list_value_length(times).to_numpy()):
+        raise AssertionError("frame embeddings and frame_times_s differ in length")
+    owner = np.repeat(np.arange(clips.num_rows), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
+    n = int(counts.sum())
+    return pa.table(
+        {
+            "clip_id": clips["clip_id"].take(owner), "video_id": clips["video_id"].take(owner),
+            "frame_index": pa.array(np.arange(n) - np.repeat(starts, counts), pa.int32()),
+            "time_s": times.flatten(), "embedding": embeddings.flatten(),
+            "pipeline": pa.array([pipeline] * n, pa.string()), "run_id": pa.array([run_id] * n, pa.string()),
+        }
+    ).cast(FRAMES)

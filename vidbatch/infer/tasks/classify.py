@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 import torch
 import torchvision
 
 from vidbatch.config import TaskConfig
 from vidbatch.core.devices import to_host
-from vidbatch.core.schema import classify_fields
+from vidbatch.core.schema import FRAME_EMBEDDINGS_FIELD, classify_fields
 from vidbatch.infer.frame_views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -108,10 +109,14 @@ class ImageClassifierTask:
         clip_probs = torch.stack([p.mean(dim=0) for p in probs.split(clip_lengths)])
         embeddings = torch.nn.functional.normalize(torch.stack([f.mean(dim=0) for f in feats.split(clip_lengths)]), dim=1)
         scores, idx = clip_probs.topk(min(self.top_k, probs.shape[1]))
-        scores, idx, embeddings = to_host([scores, idx, embeddings])
+        scores, idx, embeddings, frame_embeddings = to_host(
+            [scores, idx, embeddings, torch.nn.functional.normalize(feats, dim=1)]
+        )
         return {
             "model": [self.model_name] * len(clip_lengths),
             "labels": [[self.categories[i] for i in row] for row in idx.tolist()],
             "scores": scores.tolist(),
             "embedding": list(embeddings),
+            # each frame's features, normalised: the job keeps them with out.frame_embeddings (frames/)
+            FRAME_EMBEDDINGS_FIELD.name: [list(f) for f in np.split(frame_embeddings, np.cumsum(clip_lengths)[:-1])],
         }

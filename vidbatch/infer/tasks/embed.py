@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from vidbatch.config import TaskConfig
-from vidbatch.core.schema import embed_fields
+from vidbatch.core.schema import FRAME_EMBEDDINGS_FIELD, embed_fields
 from vidbatch.infer.frame_views import FrameGeometry
 from vidbatch.infer.tasks.classify import ImageClassifierTask
 from vidbatch.infer.tasks.registry import register_task
@@ -24,6 +24,6 @@ class ImageEmbeddingTask(ImageClassifierTask):
     def predict(
         self, frames: torch.Tensor, clip_lengths: list[int], batch_size: int, geometry: FrameGeometry | None = None
     ) -> dict[str, list]:
-        """classify's forward pass (the same features); only the embedding columns are kept."""
+        """classify's forward pass (the same features); only the embedding columns are kept (and the frames')."""
         out = super().predict(frames, clip_lengths, batch_size, geometry)
-        return {"model": out["model"], "embedding": out["embedding"]}
+        return {k: out[k] for k in ("model", "embedding", FRAME_EMBEDDINGS_FIELD.name)}

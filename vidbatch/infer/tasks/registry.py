@@ -2,7 +2,8 @@
 
 A task declares how decoded frames become its model input (`frame_spec`), whether it samples its own frames
 (`own_samples`), which Arrow columns it adds to clips/ (`output_fields`), and turns a batch of clips' frames into
-those columns (`predict`), copying its results off the device once per batch. All tasks of a job read one decode (vidbatch/plan/frame_plan.py).
+those columns (`predict`), copying its results off the device once per batch. A task that writes `embedding` also
+returns `frame_embeddings` (per clip, one vector per frame), which the job keeps with out.frame_embeddings. All tasks of a job read one decode (vidbatch/plan/frame_plan.py).
 """
 from __future__ import annotations
 
