@@ -195,7 +195,7 @@ def test_a_red_then_blue_video_gives_two_events(temporal_output, tmp_path):
     assert CliRunner().invoke(app, ["apply-head", str(out), str(head_path)]).exit_code == 0
     _, head_id = read_head(str(head_path))
 
-    made = CliRunner().invoke(app, ["events", str(out), "--source", "head", "--head-id", head_id])
+    made = CliRunner().invoke(app, ["events", str(out), "--source", "head", "--head-id", head_id, "--show", "1000"])
     assert made.exit_code == 0, made.output
     assert "redblue.mp4" in made.stdout and f"(head {head_id})" in made.stdout
     events = run_query(
