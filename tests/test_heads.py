@@ -24,9 +24,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def trained_head(kinds_output, tmp_path_factory):
-    """A head trained on every other clip (by clip id), with each clip's kind as its label."""
+    """A head trained on every other clip (by video name and position; clip ids change with each session's temp
+    paths, and so would the split), with each clip's kind as its label."""
     out, _, kinds, _ = kinds_output
-    clips = run_query(str(out), "SELECT clip_id, video_uri FROM clips ORDER BY clip_id").to_pylist()
+    clips = run_query(str(out), "SELECT clip_id, video_uri, clip_index FROM clips").to_pylist()
+    clips.sort(key=lambda c: (Path(c["video_uri"]).name, c["clip_index"]))
     truth = {c["clip_id"]: kinds[Path(c["video_uri"]).name] for c in clips}
     labelled = dict(list(truth.items())[::2])
     work = tmp_path_factory.mktemp("head")
