@@ -420,7 +420,7 @@ def train_head_command(
 ) -> None:
     """Train a head on stored embeddings of labelled clips: logistic regression, or a temporal model (--temporal)."""
     from vidbatch.infer.head_files import write_head
-    from vidbatch.read.heads import read_labels, train_head, temporal_kinds
+    from vidbatch.read.heads import read_labels, temporal_kinds, train_head
 
     if temporal is not None and temporal not in temporal_kinds():
         raise _fail(f"--temporal {temporal!r}: choose one of {', '.join(temporal_kinds())}")

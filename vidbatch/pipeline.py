@@ -27,7 +27,13 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from vidbatch.config import ConfigError, InferenceConfig, JobConfig, RayConfig, ShotsConfig
+from vidbatch.config import (
+    ConfigError,
+    InferenceConfig,
+    JobConfig,
+    RayConfig,
+    ShotsConfig,
+)
 from vidbatch.core.devices import PoolRequest, pool_request
 from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_per_video
 from vidbatch.core.faults import is_device_fault
@@ -41,9 +47,9 @@ from vidbatch.plan.clips import max_samples_per_clip
 from vidbatch.plan.frame_plan import FrameLayout
 from vidbatch.plan.listing import VideoSource, list_videos, scope_of
 from vidbatch.plan.prepare import PreparedVideo, PrepareStage
+from vidbatch.progress import RunProgress
 from vidbatch.shots import get_detector
 from vidbatch.shots.planning import replan_with_shots
-from vidbatch.progress import RunProgress
 from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
 from vidbatch.store.commits import (
     STAGING,

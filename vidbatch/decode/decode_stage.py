@@ -19,7 +19,12 @@ from vidbatch.config import RetryConfig
 from vidbatch.core.errors import DamagedClip, ErrorRow
 from vidbatch.core.faults import is_systemic
 from vidbatch.core.retry import backoff_s, is_transient
-from vidbatch.core.schema import CLIP_KEY_FIELDS, RESULT_DAMAGE_FIELD, RESULT_ERROR_FIELDS, THUMBNAIL_FIELD
+from vidbatch.core.schema import (
+    CLIP_KEY_FIELDS,
+    RESULT_DAMAGE_FIELD,
+    RESULT_ERROR_FIELDS,
+    THUMBNAIL_FIELD,
+)
 from vidbatch.decode.decoder import DecodedClip, decode_unit
 from vidbatch.plan.clips import ClipPlan, WorkUnit
 from vidbatch.plan.frame_plan import FrameLayout, FrameSpec

@@ -15,7 +15,13 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidbatch.core.container import PacketLog, TimedFrame, decodable_frames, open_container, open_video_stream
+from vidbatch.core.container import (
+    PacketLog,
+    TimedFrame,
+    decodable_frames,
+    open_container,
+    open_video_stream,
+)
 from vidbatch.core.errors import DecodeError
 from vidbatch.decode.thumbnails import encode_thumbnail, thumbnail_slot
 from vidbatch.plan.clips import ClipPlan, WorkUnit

@@ -7,7 +7,13 @@ from typing import Any
 import fsspec
 
 from vidbatch.infer import linear_head, temporal_head  # noqa: F401  (registers the built-in head kinds)
-from vidbatch.infer.head_registry import HEAD_KINDS, ClipHead, get_head_kind, head_from_bytes, head_to_bytes
+from vidbatch.infer.head_registry import (
+    HEAD_KINDS,
+    ClipHead,
+    get_head_kind,
+    head_from_bytes,
+    head_to_bytes,
+)
 
 __all__ = ["HEAD_KINDS", "ClipHead", "get_head_kind", "read_head", "write_head"]
 

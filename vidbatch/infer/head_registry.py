@@ -9,11 +9,12 @@ to, so it is never applied to another model's embeddings. This module is the API
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
+
+from vidbatch.core.registry import Registry
 
 HEAD_FORMAT = "vidbatch-head-1"  # linear heads; files from before head kinds have no `kind` key
 HEAD_FORMAT_KINDS = "vidbatch-head-2"  # other kinds: versions that know only linear heads refuse them
@@ -50,25 +51,9 @@ class ClipHead(Protocol):
         ...
 
 
-HEAD_KINDS: dict[str, type[ClipHead]] = {}
-
-
-def register_head_kind(kind: str) -> Callable[[type[ClipHead]], type[ClipHead]]:
-    def add(cls: type[ClipHead]) -> type[ClipHead]:
-        if kind in HEAD_KINDS:
-            raise ValueError(f"head kind {kind!r} registered twice")
-        cls.kind = kind
-        HEAD_KINDS[kind] = cls
-        return cls
-
-    return add
-
-
-def get_head_kind(kind: str) -> type[ClipHead]:
-    try:
-        return HEAD_KINDS[kind]
-    except KeyError:
-        raise ValueError(f"unknown head kind {kind!r}; known: {sorted(HEAD_KINDS)}") from None
+HEAD_KINDS: Registry[type[ClipHead]] = Registry("head kind", attr="kind", missing=ValueError)
+register_head_kind = HEAD_KINDS.register
+get_head_kind = HEAD_KINDS.lookup
 
 
 def check_embedding_model(head: ClipHead, model: str) -> None:

@@ -12,7 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from vidbatch.infer.head_registry import CLIP_INPUT, check_embedding_model, register_head_kind
+from vidbatch.infer.head_registry import (
+    CLIP_INPUT,
+    check_embedding_model,
+    register_head_kind,
+)
 
 
 @register_head_kind("linear")

@@ -18,7 +18,12 @@ import pyarrow.compute as pc
 
 from vidbatch.core.schema import EVENTS
 from vidbatch.store.committed import record_snapshot, table_dataset
-from vidbatch.store.delta import commit_table, delta_storage_options, in_predicate, open_table
+from vidbatch.store.delta import (
+    commit_table,
+    delta_storage_options,
+    in_predicate,
+    open_table,
+)
 
 LABELLED_COLUMNS = ("video_id", "video_uri", "start_s", "end_s", "label", "score")
 

@@ -7,11 +7,12 @@ runs of frames between boundaries, each with the score of the boundary that open
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from vidbatch.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,9 @@ class ShotDetector(ABC):
         """frames: (N, 27, 48, 3) uint8 RGB, every frame of the video in presentation order."""
 
 
-DETECTORS: dict[str, type[ShotDetector]] = {}
-
-
-def register_detector(name: str) -> Callable[[type[ShotDetector]], type[ShotDetector]]:
-    def add(cls: type[ShotDetector]) -> type[ShotDetector]:
-        if name in DETECTORS:
-            raise ValueError(f"shot detector {name!r} registered twice")
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return add
-
-
-def get_detector(name: str) -> type[ShotDetector]:
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown shot detector {name!r}; known: {sorted(DETECTORS)}") from None
+DETECTORS: Registry[type[ShotDetector]] = Registry("shot detector")
+register_detector = DETECTORS.register
+get_detector = DETECTORS.lookup
 
 
 def merge_short_shots(shots: list[Shot], min_frames: int) -> list[Shot]:

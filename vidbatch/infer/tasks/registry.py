@@ -7,13 +7,13 @@ returns `frame_embeddings` (per clip, one vector per frame), which the job keeps
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
 import torch
 
 from vidbatch.config import TaskConfig
+from vidbatch.core.registry import Registry
 from vidbatch.infer.frame_views import FrameGeometry
 from vidbatch.plan.frame_plan import FrameSpec, StackSampling, job_frame_spec
 
@@ -48,25 +48,9 @@ class ClipTask(Protocol):
         ...
 
 
-TASKS: dict[str, type[ClipTask]] = {}
-
-
-def register_task(name: str) -> Callable[[type[ClipTask]], type[ClipTask]]:
-    def add(cls: type[ClipTask]) -> type[ClipTask]:
-        if name in TASKS:
-            raise ValueError(f"task {name!r} registered twice")
-        cls.name = name
-        TASKS[name] = cls
-        return cls
-
-    return add
-
-
-def get_task(name: str) -> type[ClipTask]:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
+TASKS: Registry[type[ClipTask]] = Registry("task")
+register_task = TASKS.register
+get_task = TASKS.lookup
 
 
 def task_output_fields(tasks: list[TaskConfig]) -> list[pa.Field]:
