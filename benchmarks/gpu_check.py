@@ -13,6 +13,10 @@ Phases (each prints a table; all land in one JSON file):
   isolation   a process whose GPUs are hidden (CUDA_VISIBLE_DEVICES="") but asks for cuda fails with the reason
   transnetv2  TransNetV2 at 1-256 windows per forward: frames/s, peak memory, predictions against batch 1, and
               the CPU at batch 1
+  tests       the Ray-free CUDA tests (tests/test_cuda.py) under pytest: each test's outcome
+
+Every run also renders its tables as a dated Markdown section and appends it to benchmarks/README.md (`--readme`),
+and writes the same section beside the JSON, which is what comes back from a remote GPU machine.
 
 Random weights throughout (seeded, identical on both devices): speed and agreement do not need trained weights,
 and nothing is downloaded. `--device cpu` runs the GPU lines on the CPU (except oom): a smoke test of the script.
@@ -24,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -91,17 +96,19 @@ def measured(record: dict[str, Any]) -> Iterator[None]:
     record["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20 if on_gpu() else None
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> None:
-    print(f"\n== {title}")
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
-        print("(nothing ran)")
-        return
+        return ["(nothing ran)"]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    rows_out = [[k.ljust(w) for k, w in zip(keys, widths)]] + [[v.ljust(w) for v, w in zip(c, widths)] for c in cells]
+    return ["  ".join(r).rstrip() for r in rows_out]
+
+
+def table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n== {title}")
+    print("\n".join(table_lines(rows)))
 
 
 def _fmt(v: Any) -> str:
@@ -348,11 +355,40 @@ def phase_transnetv2(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def phase_tests(quick: bool) -> list[dict[str, Any]]:
+    """tests/test_cuda.py in a child pytest (its own CUDA context): one row per test, from pytest's JUnit XML."""
+    import xml.etree.ElementTree as ET
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "junit.xml"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", f"--junitxml={report}",
+             "tests/test_cuda.py"], cwd=ROOT, env=env, timeout=300, check=False,
+        )
+        rows = []
+        for case in ET.parse(report).iter("testcase"):
+            bad = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+            rows.append({"test": case.get("name"), "outcome": "passed" if bad is None else bad.tag,
+                         "detail": None if bad is None else (bad.get("message") or "")[:200]})
+    return rows
+
+
 PHASES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "env": phase_env, "classify": phase_classify, "copies": phase_copies, "oom": phase_oom, "detect": phase_detect,
-    "isolation": phase_isolation, "transnetv2": phase_transnetv2,
+    "isolation": phase_isolation, "transnetv2": phase_transnetv2, "tests": phase_tests,
 }
-GROUPS = {"inference": ["env", "classify", "copies", "oom", "detect", "isolation"], "shots": ["env", "transnetv2"]}
+GROUPS = {
+    "inference": ["env", "tests", "classify", "copies", "oom", "detect", "isolation"], "shots": ["env", "transnetv2"],
+}
+
+
+def markdown(command: str, results: dict[str, list[dict[str, Any]]]) -> str:
+    """The run as a benchmarks/README.md section: the command, then each phase's table as printed."""
+    lines = [f"\n### gpu_check run of {time.strftime('%Y-%m-%d %H:%M %Z')} ({TARGET})\n", f"Command: `{command}`\n"]
+    for name, rows in results.items():
+        lines += [f"{name}:", "", "```", *table_lines(rows), "```", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -361,6 +397,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the script")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: the GPU lines on the CPU (smoke test)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-out" / "gpu_check.json")
+    parser.add_argument("--readme", type=Path, default=ROOT / "benchmarks" / "README.md",
+                        help="the Markdown file the run's section is appended to")
     args = parser.parse_args()
     names = list(dict.fromkeys(p for name in args.phases for p in GROUPS.get(name, [name])))
     unknown = [n for n in names if n not in PHASES]
@@ -380,7 +418,11 @@ def main() -> None:
         table(name, results[name])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1, default=str))
-    print(f"\nwrote {args.json}")
+    section = markdown(" ".join(["benchmarks/gpu_check.py", *sys.argv[1:]]), results)
+    args.json.with_suffix(".md").write_text(section)
+    with args.readme.open("a") as readme:
+        readme.write(section)
+    print(f"\nwrote {args.json}, {args.json.with_suffix('.md')} and appended it to {args.readme}")
 
 
 if __name__ == "__main__":

