@@ -14,6 +14,12 @@ that process only, read at exit: the driver, not Ray's workers or daemons):
                 MobileNetV2 actor (`map_batches`), `write_parquet`: whose driver's peak RSS vidbatch's is compared
                 with (its actor imports torch; its driver does not)
 
+The vidbatch lines share one task-info cache (vidbatch/infer/tasks/info_cache.py), warmed before timing, as any
+earlier run of the job on the machine leaves it; --cold adds cli-1clip-cold, the same run with an empty cache (the
+driver then imports torch once to fill it). --repo PATH runs the vidbatch lines against another checkout; --before
+PATH adds cli-1clip@before, the cli-1clip run from another checkout (e.g. the code before a change), interleaved
+with the others in the same run.
+
 Repeats are interleaved (bare, cli, api, [demo lines], bare, ...) after a short idle pause each; the table shows
 medians. Goal checked: cli-1clip wall <= 2 x bare-ray wall.
 --timeline DIR also writes, from one extra API run, Ray's task timeline (`ray.timeline`) and the run manifest's
@@ -35,6 +41,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 ROOT = Path(__file__).resolve().parents[1]
+REPO = ROOT  # the vidbatch checkout the lines run (--repo)
 GOAL_RATIO = 2.0
 
 # Run in each child: its own peak RSS at exit goes to $FIXED_COST_RSS (KiB on Linux), whatever the job does.
@@ -109,10 +116,18 @@ def one_clip_video(root: Path) -> str:
     return str(path)
 
 
-def timed(code: str, work: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of a fresh `python -c code` process."""
+def _env(work: Path, repo: Path | None = None, **extra: str) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(repo or REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "VIDBATCH_CACHE_DIR": str(work / "cache"), **extra}
+
+
+def timed(code: str, work: Path, cold: bool = False, repo: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of a fresh `python -c code` process; cold: with an empty task-info cache;
+    repo: the checkout it imports vidbatch from (default REPO)."""
     rss = work / "rss"
-    env = {**os.environ, "FIXED_COST_RSS": str(rss), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = _env(work, repo, FIXED_COST_RSS=str(rss))
+    if cold:
+        env["VIDBATCH_CACHE_DIR"] = tempfile.mkdtemp(dir=work)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _RSS_HOOK + code], env=env, cwd=work, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
@@ -127,9 +142,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before each line")
     parser.add_argument("--demo", action="store_true", help="also the demo-like lines (cli-demo, raydata-demo)")
     parser.add_argument("--no-api", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="also cli-1clip-cold (empty task-info cache)")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="the vidbatch checkout to run (default: this one)")
+    parser.add_argument("--before", type=Path, help="also cli-1clip@before: the same run from this other checkout")
     parser.add_argument("--timeline", type=Path, help="write one API run's Ray timeline and stage_s here")
     parser.add_argument("--json", type=Path, help="every repeat as JSON")
     args = parser.parse_args()
+    global REPO
+    REPO = args.repo.resolve()
 
     work = Path(tempfile.mkdtemp(prefix="vidbatch_fixed_cost_"))
     weights, video, demo = mobilenet_weights(), one_clip_video(work), sample_dir()
@@ -144,20 +164,29 @@ def main() -> None:
     lines["cli-1clip"] = lambda: CLI.format(
         args=["run", video, "-o", out("cli"), "--set", f"tasks.0.weights_path={weights}"]
     )
+    if args.cold:
+        lines["cli-1clip-cold"] = lines["cli-1clip"]
+    if args.before:
+        lines["cli-1clip@before"] = lines["cli-1clip"]
     if not args.no_api:
         lines["api-1clip"] = lambda: API.format(video=video, out=out("api"), weights=weights)
     if args.demo:
         lines["cli-demo"] = lambda: CLI.format(args=[
-            "run", demo, "-o", out("demo"), "--config", str(ROOT / "examples" / "demo.yaml"),
+            "run", demo, "-o", out("demo"), "--config", str(REPO / "examples" / "demo.yaml"),
             "--set", f"tasks.0.weights_path={weights}",
         ])
         lines["raydata-demo"] = lambda: RAYDATA.format(videos=demo_videos, out=out("raydata"), weights=weights)
 
+    warm = f"import vidbatch.job\nvidbatch.job.validate_config({{'tasks': [{{'task': 'classify', 'weights_path': {weights!r}}}]}})\n"
+    if args.demo:
+        warm += f"vidbatch.job.load_config({str(REPO / 'examples' / 'demo.yaml')!r}, sets=['tasks.0.weights_path={weights}'])\n"
+    subprocess.run([sys.executable, "-c", warm], env=_env(work), check=True)  # the task-info cache, where there is one
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in lines}
     for _ in range(args.repeats):
         for name, code in lines.items():
             time.sleep(args.settle)
-            results[name].append(timed(code(), work))
+            repo = args.before.resolve() if name.endswith("@before") else None
+            results[name].append(timed(code(), work, cold=name.endswith("-cold"), repo=repo))
             print(f"  {name:13s} {results[name][-1][0]:6.2f} s {results[name][-1][1]:7.0f} MiB", file=sys.stderr)
 
     med = {n: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for n, r in results.items()}
@@ -180,8 +209,7 @@ def main() -> None:
     if args.timeline:
         args.timeline.mkdir(parents=True, exist_ok=True)
         code = TIMELINE.format(video=video, out=out("timeline"), weights=weights, timeline=str(args.timeline / "timeline.json"))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-c", code], env=_env(work), cwd=work, capture_output=True, text=True, check=True)
         (args.timeline / "stage_s.json").write_text(proc.stdout.strip().splitlines()[-1])
         print(f"timeline and stage_s written to {args.timeline}")
     if args.json:
