@@ -47,11 +47,11 @@ from vidbatch.core.schema import result_schema  # noqa: E402
 from vidbatch.decode.decode_stage import DecodeStage, result_table  # noqa: E402
 from vidbatch.infer.actor import (  # noqa: E402
     ClipInferenceActor,
-    clips_per_call,
     frame_spec_for,
     task_output_fields,
     task_stacks,
 )
+from vidbatch.infer.batching import clips_per_call  # noqa: E402
 from vidbatch.job import validate_config
 from vidbatch.plan.clips import max_samples_per_clip
 from vidbatch.plan.frame_plan import FrameLayout  # noqa: E402

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# the task-info cache (vidbatch/infer/tasks/info_cache.py) of this session, not the user's: tests start cold
+os.environ.setdefault("VIDBATCH_CACHE_DIR", tempfile.mkdtemp(prefix="vidbatch-test-cache-"))
 
 from videos import make_video  # noqa: E402
 

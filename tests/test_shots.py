@@ -119,7 +119,7 @@ def test_content_min_shot_frames(lowres):
 
 
 def test_registry():
-    assert set(DETECTORS) >= {"transnetv2", "content"}
+    assert set(DETECTORS.known()) >= {"transnetv2", "content"}
     with pytest.raises(KeyError, match="unknown shot detector"):
         get_detector("nope")
 

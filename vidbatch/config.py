@@ -88,6 +88,11 @@ class ProbeConfig(StrictModel):
         100_000, gt=0, description="A video that would plan more clips becomes one `TooManyClips` error row instead "
         "(100,000 two-second clips are 55 hours)."
     )
+    driver_max_videos: int = Field(
+        8, ge=0, description="A run with at most this many videos to process probes them on the driver, in threads "
+        "while Ray starts, instead of in Ray tasks: a probe dataset's round trip through Ray Data costs seconds even "
+        "for one small file. 0: always in Ray tasks."
+    )
 
 
 class DecodeConfig(StrictModel):

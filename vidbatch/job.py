@@ -35,8 +35,10 @@ def _format_validation_error(err: ValidationError) -> ConfigError:
 
 def _shots_problems(cfg: JobConfig) -> list[str]:
     sh = cfg.shots
-    if sh.detector not in DETECTORS:
-        return [f"shots.detector: unknown shot detector {sh.detector!r}; known: {sorted(DETECTORS)}"]
+    if sh.detector not in DETECTORS.known():
+        return [f"shots.detector: unknown shot detector {sh.detector!r}; known: {DETECTORS.known()}"]
+    if sh.threshold is None and sh.min_shot_frames is None:
+        return []  # the detector's defaults: nothing to check, and its module (perhaps importing torch) stays unloaded
     try:
         get_detector(sh.detector).check_options(sh.threshold, sh.min_shot_frames)
     except ValueError as e:
@@ -47,8 +49,8 @@ def _shots_problems(cfg: JobConfig) -> list[str]:
 def _task_problems(cfg: JobConfig) -> list[str]:
     """Unknown task, model or weights name, a missing checkpoint, tasks writing the same column."""
     for i, t in enumerate(cfg.tasks):
-        if t.task not in TASKS:
-            return [f"tasks.{i}.task: unknown task {t.task!r}; known: {sorted(TASKS)}"]
+        if t.task not in TASKS.known():
+            return [f"tasks.{i}.task: unknown task {t.task!r}; known: {TASKS.known()}"]
         for name in ("weights_path", "head_path"):
             problem = getattr(t, name) and _missing_backend(getattr(t, name))
             if problem:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import traceback
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +42,7 @@ from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
 from vidbatch.decode.decode_stage import DecodeStage, result_table
-from vidbatch.infer.actor import ClipInferenceActor, clips_per_call
+from vidbatch.infer.batching import clips_per_call
 from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
 from vidbatch.job import check_storage, require_inputs_and_output
 from vidbatch.plan.clips import max_samples_per_clip
@@ -139,6 +141,22 @@ def _restarting_on_device_fault(actor_cls: type) -> type:
 
     Restarting.__name__ = Restarting.__qualname__ = actor_cls.__name__
     return Restarting
+
+
+def _imported_in_actor(path: str) -> type:
+    """The actor class at `module:Class`, imported only in the actor's process when it starts: the driver names
+    the inference actor but never imports it, because it imports torch (seconds and ~700 MB in the driver)."""
+    module, name = path.split(":")
+
+    class Imported:
+        def __init__(self, **kwargs: Any) -> None:
+            self.actor = getattr(importlib.import_module(module), name)(**kwargs)
+
+        def __call__(self, batch: Any) -> Any:
+            return self.actor(batch)
+
+    Imported.__name__ = Imported.__qualname__ = name  # Ray Data's operator name: MapBatches(ClipInferenceActor)
+    return Imported
 
 
 def _map_with_actor_pool(
@@ -280,7 +298,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
         "storage_options": config.storage_options or None, "frame_embeddings": config.out.frame_embeddings,
     }
     return _map_with_actor_pool(
-        ds, ClipInferenceActor, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
+        ds, _imported_in_actor("vidbatch.infer.actor:ClipInferenceActor"), constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
     )
 
 
@@ -325,15 +343,42 @@ def _check_capacity(config: JobConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgress) -> list[PreparedVideo]:
-    """Probe and plan every video in parallel Ray tasks; the plans are small, so they come back to the driver."""
-    progress.phase("probe", total=len(sources))
-    if not sources:
-        return []
-    stage = PrepareStage(
+def _prepare_stage(config: JobConfig) -> PrepareStage:
+    return PrepareStage(
         config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry,
         config.probe,
     )
+
+
+def _probe_on_driver(config: JobConfig, sources: list[VideoSource]) -> list[Future[PreparedVideo]] | None:
+    """Up to probe.driver_max_videos videos are probed here, in threads, started before Ray so that they overlap
+    its start-up: a probe dataset through Ray Data (worker start, planning, scheduling) took 2.6 s for one 2 s
+    video (issue 12), the probe itself tens of ms. None: probe in Ray tasks."""
+    if not sources or len(sources) > config.probe.driver_max_videos:
+        return None
+    stage = _prepare_stage(config)
+    pool = ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1), thread_name_prefix="vidbatch-probe")
+    futures = [pool.submit(stage.prepare, s) for s in sources]
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _prepare(
+    config: JobConfig, sources: list[VideoSource], progress: RunProgress,
+    on_driver: list[Future[PreparedVideo]] | None = None,
+) -> list[PreparedVideo]:
+    """Probe and plan every video in parallel Ray tasks, or take the driver's probes (`_probe_on_driver`); the plans
+    are small, so they come back to the driver."""
+    progress.phase("probe", total=len(sources))
+    if not sources:
+        return []
+    if on_driver is not None:
+        prepared = []
+        for future in on_driver:  # the listing's order
+            prepared.append(future.result())
+            progress.probed_video()
+        return prepared
+    stage = _prepare_stage(config)
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
     prepared = []
     probes = _retrying(ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map, stage, **TASK_RETRIES)
@@ -457,6 +502,7 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
     listing = list_and_select(config, store, options, pipeline)
     if config.incremental.enabled and listing.nothing_to_do and find_resumable(store, key, config.run_id) is None:
         return _nothing_new(config, listing, started)
+    on_driver = _probe_on_driver(config, [s for s, _ in listing.selection.process])
     progress.phase("ray")
     ensure_ray(config.ray, verbose)
     _check_capacity(config)  # refused before anything is written
@@ -475,7 +521,7 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
                 summary.seq = next_sequence(config.output, options, key)
                 stage_intent(store, run_id, key, dt, summary.seq)
             with quiet_ray(verbose):
-                _run(config, store, options, summary, started, listing, progress)
+                _run(config, store, options, summary, started, listing, progress, on_driver)
         except BaseException as e:
             if summary.committed_at is None:
                 summary.status, summary.exit_code, summary.error = "crashed", EXIT_CRASH, f"{type(e).__name__}: {e}"
@@ -506,7 +552,7 @@ def _stream_batches(stream: ray.data.Dataset, units: list[str], progress: RunPro
 
 def _run(
     config: JobConfig, store: OutputStore, options: dict[str, str] | None, summary: RunSummary, started: float,
-    listing: Listing, progress: RunProgress,
+    listing: Listing, progress: RunProgress, on_driver: list[Future[PreparedVideo]] | None = None,
 ) -> None:
     run_id, pipeline = summary.run_id, summary.pipeline
     task_fields = task_output_fields(config.tasks)
@@ -518,7 +564,7 @@ def _run(
     sources, list_errors, ignored, previous, selection = (
         listing.sources, listing.list_errors, listing.ignored, listing.previous, listing.selection
     )
-    prepared = _prepare(config, [s for s, _ in selection.process], progress)
+    prepared = _prepare(config, [s for s, _ in selection.process], progress, on_driver)
     shot_file = None
     if config.clips.clip_mode == "shots":
         shots, prepared = detect_shots(config, prepared, run_id, progress)

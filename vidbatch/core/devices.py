@@ -2,6 +2,9 @@
 
 A process that was given a GPU runs on it or fails at start-up saying why; it never falls back to the CPU while
 the GPU it holds sits idle. What an actor pool asks Ray for is decided once, on the driver (`pool_request`).
+
+torch is imported inside the functions that use it: the driver imports this module for `pool_request` and never
+runs a model, and importing torch there costs seconds and hundreds of MB.
 """
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from vidbatch.core.faults import DeviceUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 # oldest NVIDIA driver each CUDA major release runs on (NVIDIA's CUDA toolkit release notes, minor-version compatibility)
 MIN_DRIVER = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
@@ -42,6 +46,8 @@ def driver_version() -> str:
 def cuda_report(cause: BaseException) -> str:
     """What to check when torch cannot use a GPU: the CUDA build, the driver it needs and the one found, and which
     devices the process was given."""
+    import torch
+
     cuda = torch.version.cuda
     needs = MIN_DRIVER.get((cuda or "").split(".")[0])
     return (
@@ -60,6 +66,8 @@ def granted_gpu() -> bool:
 def cuda_device() -> torch.device:
     """The process's first visible GPU, after checking torch can use it (CUDA initialises here, not in the first
     forward pass); prints its name."""
+    import torch
+
     try:
         torch.cuda.init()
         name = torch.cuda.get_device_name(0)
@@ -76,6 +84,8 @@ def cuda_device() -> torch.device:
 
 def pick_device(device: Literal["auto", "cpu", "cuda"]) -> torch.device:
     """cuda when asked for, when a GPU was granted, or (auto) when one is usable; else the CPU."""
+    import torch
+
     if device == "cpu" or (device == "auto" and not granted_gpu() and not torch.cuda.is_available()):
         return torch.device("cpu")
     return cuda_device()
@@ -83,6 +93,8 @@ def pick_device(device: Literal["auto", "cpu", "cuda"]) -> torch.device:
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """Pinned host memory lets the copy to a GPU overlap compute; on the CPU the array is used in place."""
+    import torch
+
     tensor = torch.from_numpy(array)
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
@@ -92,6 +104,8 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
     """Device results back as numpy, one copy per dtype instead of one per tensor: each copy from a GPU waits for
     the GPU to finish, so per-clip or per-frame copies would stall it once per item."""
+    import torch
+
     out: list[np.ndarray | None] = [None] * len(tensors)
     by_dtype: dict[torch.dtype, list[int]] = {}
     for i, t in enumerate(tensors):

@@ -6,7 +6,7 @@ the same frames: measured faster than one actor pool per task (benchmarks/README
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,7 @@ from vidbatch.core.errors import ErrorRow
 from vidbatch.core.faults import common_failure, is_systemic
 from vidbatch.core.schema import RESULT_ERROR_FIELDS, result_schema
 from vidbatch.decode.decode_stage import Batch, result_table
+from vidbatch.infer.batching import DEFAULT_FORWARD_BATCH
 from vidbatch.infer.frame_views import FrameGeometry
 from vidbatch.infer.tasks import (
     ClipTask,
@@ -30,17 +31,7 @@ from vidbatch.plan.frame_plan import (
     FrameLayout,
 )
 
-DEFAULT_FORWARD_BATCH = {"cuda": 64, "cpu": 16}
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-FRAMES_PER_GPU_CALL = 512  # per Ray call to a GPU actor: Ray's per-call cost must not leave the GPU idle between calls
-
-
-def clips_per_call(cfg: InferenceConfig, device: Literal["cpu", "cuda"], frames_per_clip: int) -> int:
-    """Ray Data's batch size for the actor pool, in clips: frames_per_call, by default 512 frames on a GPU and one
-    forward batch on the CPU (which is busy anyway; small calls reach the writer sooner), never below one forward."""
-    forward = cfg.batch_size or DEFAULT_FORWARD_BATCH[device]
-    frames = cfg.frames_per_call or (FRAMES_PER_GPU_CALL if device == "cuda" else forward)
-    return max(1, max(frames, forward) // frames_per_clip)
 
 
 def _smaller_forward(task: ClipTask, batch_size: int, lengths: list[int]) -> int | None:

@@ -1,6 +1,6 @@
-"""Shot detection: the built-in detectors, registered on import; the registry API lives in `registry.py`, which
-imports no detector, so nothing imports back."""
-from vidbatch.shots import content_detector, transnetv2_detector  # noqa: F401  (registers built-in detectors)
+"""Shot detection: the registry API lives in `registry.py`, which imports no detector, so nothing imports back; the
+built-in detectors register when first looked up (TransNetV2's module imports torch, which a fixed-clip job's
+driver never needs)."""
 from vidbatch.shots.registry import (
     DETECTORS,
     Shot,

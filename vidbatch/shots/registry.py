@@ -54,7 +54,9 @@ class ShotDetector(ABC):
         """frames: (N, 27, 48, 3) uint8 RGB, every frame of the video in presentation order."""
 
 
-DETECTORS: Registry[type[ShotDetector]] = Registry("shot detector")
+DETECTORS: Registry[type[ShotDetector]] = Registry(
+    "shot detector", builtin={"content": "vidbatch.shots.content_detector", "transnetv2": "vidbatch.shots.transnetv2_detector"}
+)
 register_detector = DETECTORS.register
 get_detector = DETECTORS.lookup
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from vidbatch.config import ShotsConfig
 from vidbatch.core.devices import pick_device
@@ -67,6 +66,8 @@ class ShotModelActor:
     `infer` error; a bug, a CUDA error or out of memory goes on up (systemic)."""
 
     def __init__(self, shots: ShotsConfig):
+        import torch  # here, not at the top: the decode stage above runs in decode tasks, which need no torch
+
         if pick_device(shots.device).type == "cpu":
             torch.set_num_threads(max(1, int(shots.num_cpus)))
         self.detector = build_detector(shots)

@@ -1,14 +1,19 @@
-"""The built-in tasks, registered on import; the registry API lives in `registry.py` (torchvision's models/_api.py
-shape), which imports no task, so nothing imports back."""
-from vidbatch.infer.tasks import action, classify, detect, embed, head, segment  # noqa: F401  (registers built-in tasks)
+"""The task registry; the built-in tasks (one module each, importing torch) are imported on first lookup, so that
+importing this package, listing task names or reading a cached task's metadata imports no torch."""
 from vidbatch.infer.tasks.registry import (
+    BUILTIN_TASKS,
     TASKS,
     ClipTask,
+    TaskInfo,
     frame_spec_for,
     get_task,
     register_task,
+    task_info,
     task_output_fields,
     task_stacks,
 )
 
-__all__ = ["TASKS", "ClipTask", "frame_spec_for", "get_task", "register_task", "task_output_fields", "task_stacks"]
+__all__ = [
+    "BUILTIN_TASKS", "TASKS", "ClipTask", "TaskInfo", "frame_spec_for", "get_task", "register_task", "task_info",
+    "task_output_fields", "task_stacks",
+]
