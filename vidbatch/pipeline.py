@@ -394,9 +394,7 @@ class Listing:
     sources: list[VideoSource]
     list_errors: list[ErrorRow]
     ignored: int
-    previous: dict[str, dict[str, Any]]
     selection: Selection
-    older_pipeline: int  # skipped videos whose committed clips come from another pipeline fingerprint (--backfill)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -414,19 +412,17 @@ def list_and_select(config: JobConfig, store: OutputStore, options: dict[str, st
         first = list_errors[0]
         more = f" (and {len(list_errors) - 1} more)" if len(list_errors) > 1 else ""
         raise ConfigError(f"inputs: nothing to read: {first.uri}: {first.message}{more}")
-    previous = read_ledger(config.output, options)
     scope = None if list_errors else scope_of(config.inputs, config.input, so)
-    selection = select(sources, previous, pipeline, config.incremental, scope)
-    older = sum(1 for s in selection.skipped if previous[s.uri]["pipeline"] != pipeline)
-    return Listing(sources, list_errors, ignored, previous, selection, older)
+    ledger = read_ledger(config.output, options, [s.uri for s in sources], scope)
+    return Listing(sources, list_errors, ignored, select(sources, ledger, pipeline, config.incremental, scope))
 
 
 def _nothing_new(config: JobConfig, listing: Listing, started: float) -> RunSummary:
     """The summary of a nightly run that found nothing to do: nothing is written and no Ray is started."""
     sel = listing.selection
     counts = RunCounts(
-        inputs=len(listing.sources), listed=len(listing.sources), skipped=len(sel.skipped),
-        quarantined=len(sel.quarantined), ignored_files=listing.ignored, older_pipeline=listing.older_pipeline,
+        inputs=len(listing.sources), listed=len(listing.sources), skipped=sel.skipped,
+        quarantined=sel.quarantined, ignored_files=listing.ignored, older_pipeline=sel.older_pipeline,
     )
     status, exit_code = status_for(counts)
     return RunSummary(
@@ -515,9 +511,8 @@ def _run(
     ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
     t_pipeline = time.time()
 
-    sources, list_errors, ignored, previous, selection = (
-        listing.sources, listing.list_errors, listing.ignored, listing.previous, listing.selection
-    )
+    sources, list_errors, ignored, selection = listing.sources, listing.list_errors, listing.ignored, listing.selection
+    previous = selection.previous
     prepared = _prepare(config, [s for s, _ in selection.process], progress)
     shot_file = None
     if config.clips.clip_mode == "shots":
@@ -572,10 +567,10 @@ def _run(
         new=reasons["new"],
         changed=sum(reasons.values()) - reasons["new"] - reasons["backfill"],
         backfill=reasons["backfill"],
-        older_pipeline=listing.older_pipeline,
-        skipped=len(selection.skipped),
+        older_pipeline=selection.older_pipeline,
+        skipped=selection.skipped,
         failed=sum(1 for _, _, ok in processed if not ok),
-        quarantined=len(selection.quarantined),
+        quarantined=selection.quarantined,
         deleted=len(selection.deleted),
         ok=sum(reasons.values()),
         clips=sum(clip_counts.values()),
