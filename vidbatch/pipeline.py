@@ -73,7 +73,8 @@ from vidbatch.store.manifest import (
     status_for,
 )
 from vidbatch.store.publish import RunTables, publish
-from vidbatch.store.sink import UnitSink, unit_targets
+from vidbatch.store.plans import PlanStage, UnitSlices, VideoPlan, stage_plans, unit_slices
+from vidbatch.store.sink import UnitSink
 from vidbatch.store.tables import stage_shots, videos_table
 
 
@@ -247,17 +248,18 @@ def quiet_ray(verbose: bool) -> Iterator[None]:
             h.removeFilter(quiet)
 
 
-def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
-    """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
+def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Schema) -> ray.data.Dataset:
+    """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map). slices: the staged
+    units to decode (vidbatch.store.plans.unit_slices), one block each; each decode task reads its own units."""
     layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
     k = layout.total  # the job's samples, then the tasks' own (decoded in the same pass)
     spec = frame_spec_for(config.tasks)
-    # several blocks per CPU balance the load; one block per unit would flood the scheduler on huge archives
-    blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
-    ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
+    ds = ray.data.from_items(slices, override_num_blocks=len(slices))
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
     decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    # same remote args: reading the slice's units is fused into the decode task
+    ds = _retrying(ds.flat_map, UnitSlices(config.output, config.storage_options or None, config.retry), **decode_args)
     ds = _retrying(
         ds.map_batches,
         DecodeStage(
@@ -325,23 +327,33 @@ def _check_capacity(config: JobConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgress) -> list[PreparedVideo]:
-    """Probe and plan every video in parallel Ray tasks; the plans are small, so they come back to the driver."""
-    progress.phase("probe", total=len(sources))
-    if not sources:
-        return []
-    stage = PrepareStage(
+def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgress, run_id: str) -> list[VideoPlan]:
+    """Probe and plan every video in parallel Ray tasks, which stage the units (shots: the units come later)."""
+    prepare = PrepareStage(
         config.clips, config.sampling, config.decode.unit_seconds, config.storage_options or None, config.retry,
         config.probe,
     )
+    stage = PlanStage(
+        prepare, config.output, run_id, config.storage_options or None, config.retry,
+        stage_units=config.clips.clip_mode != "shots",
+    )
+    return plan_videos(stage, sources, progress)
+
+
+def plan_videos(stage: PlanStage, sources: list[VideoSource], progress: RunProgress) -> list[VideoPlan]:
+    """Probe tasks plan their videos and stage the units; only a small VideoPlan per video (no clips) comes back
+    to the driver, in the listing's order."""
+    progress.phase("probe", total=len(sources))
+    if not sources:
+        return []
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
-    prepared = []
-    probes = _retrying(ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map, stage, **TASK_RETRIES)
-    for row in probes.iter_rows():
-        prepared.append(PreparedVideo.from_json(row["prepared_json"]))
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256))
+    plans = []
+    for row in _retrying(ds.map_batches, stage, batch_size=None, **TASK_RETRIES).iter_rows():
+        plans.append(VideoPlan.from_json(row["plan_json"]))
         progress.probed_video()
     order = {s.uri: i for i, s in enumerate(sources)}
-    return sorted(prepared, key=lambda p: order[p.source.uri])  # the listing's order, however the rows arrived
+    return sorted(plans, key=lambda p: order[p.video.source.uri])  # however the rows arrived
 
 
 def detect_shots(
@@ -484,11 +496,11 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
     return summary
 
 
-def _stream_batches(stream: ray.data.Dataset, units: list[str], progress: RunProgress) -> Iterator[pa.Table]:
+def _stream_batches(stream: ray.data.Dataset, units: int, clips: int, progress: RunProgress) -> Iterator[pa.Table]:
     """The clip stream's result tables for the driver loop, counted into progress; when it ends, Ray Data's task
     time per operator (decode tasks, inference actors) goes into the manifest's stage_s."""
-    progress.phase("stream", total=len(units))
-    progress.expect_clips(sum(len(json.loads(u)["clips"]) for u in units))
+    progress.phase("stream", total=units)
+    progress.expect_clips(clips)
     yield from stream.iter_batches(batch_format="pyarrow", batch_size=None)
     progress.end_phase()
     pending = [stream.get_stats_summary()]  # the last operator's stats; upstream operators are its parents
@@ -513,27 +525,28 @@ def _run(
 
     sources, list_errors, ignored, selection = listing.sources, listing.list_errors, listing.ignored, listing.selection
     previous = selection.previous
-    prepared = _prepare(config, [s for s, _ in selection.process], progress)
+    plans = _prepare(config, [s for s, _ in selection.process], progress, run_id)
     shot_file = None
-    if config.clips.clip_mode == "shots":
-        shots, prepared = detect_shots(config, prepared, run_id, progress)
+    if config.clips.clip_mode == "shots":  # the shots re-plan the clips on the driver, then their units are staged
+        shots, replanned = detect_shots(config, [p.video for p in plans], run_id, progress)
         shot_file = stage_shots(store, shots, run_id)
+        plans = stage_plans(store, run_id, replanned, name="shots")
 
-    targets = unit_targets(prepared, pipeline, run_id)
     clip_schema = clips_schema(task_fields + thumbnail_fields(config.out.thumbnails))
-    done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
+    staged = staged_units(store, run_id)
+    todo = unit_slices(plans, pipeline, set(staged), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
+    done = {k: staged[k] for k in todo.done}
     frames = config.out.frame_embeddings
-    sink = UnitSink(store, run_id, pipeline, clip_schema, targets, set(done), frames)
-    units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
-    todo = [u for u, k in zip(units, targets) if k not in done]
-    if todo:
-        stream = _clip_stream(config, todo, result_schema(task_fields, frames))
-        for table in _stream_batches(stream, todo, progress):
+    sink = UnitSink(store, run_id, pipeline, clip_schema, plans, todo.done, todo.units, frames)
+    if todo.slices:
+        stream = _clip_stream(config, todo.slices, result_schema(task_fields, frames))
+        for table in _stream_batches(stream, todo.units, todo.clips, progress):
             sink.add(table)
             progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
     if sink.unfinished():
-        raise RuntimeError(f"{len(sink.unfinished())} work units returned incomplete results")
+        raise RuntimeError(f"{sink.unfinished()} work units returned incomplete results")
     outcomes = {**done, **sink.outcomes}
+    prepared = [p.video for p in plans]
 
     unit_errors = [ErrorRow(**e) for o in outcomes.values() for e in o.errors]
     errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
