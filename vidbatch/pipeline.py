@@ -530,7 +530,8 @@ def _run(
     if config.clips.clip_mode == "shots":  # the shots re-plan the clips on the driver, then their units are staged
         shots, replanned = detect_shots(config, [p.video for p in plans], run_id, progress)
         shot_file = stage_shots(store, shots, run_id)
-        plans = stage_plans(store, run_id, replanned, name="shots")
+        # in plan files of a few videos each: a decode task reads the whole file that holds its slice
+        plans = [p for i in range(0, len(replanned), 64) for p in stage_plans(store, run_id, replanned[i : i + 64])]
 
     clip_schema = clips_schema(task_fields + thumbnail_fields(config.out.thumbnails))
     staged = staged_units(store, run_id)

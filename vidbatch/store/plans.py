@@ -68,10 +68,10 @@ class VideoPlan:
         return cls(video, d["file"], d["line"], tuple(d["unit_starts"]), d["clips"])
 
 
-def stage_plans(store: OutputStore, run_id: str, videos: list[PreparedVideo], name: str | None = None) -> list[VideoPlan]:
-    """Write the videos' units to one plan file; returns their VideoPlans. The file is named after the videos
-    (unless named), so a probe task that Ray runs again rewrites the same file with the same lines."""
-    name = name or hashlib.sha1("\n".join(v.source.uri for v in videos).encode()).hexdigest()[:20]
+def stage_plans(store: OutputStore, run_id: str, videos: list[PreparedVideo]) -> list[VideoPlan]:
+    """Write the videos' units to one plan file; returns their VideoPlans. The file is named after the videos, so a
+    probe task that Ray runs again rewrites the same file with the same lines."""
+    name = hashlib.sha1("\n".join(v.source.uri for v in videos).encode()).hexdigest()[:20]
     file = f"{STAGING}/{run_id}/plans/{name}.jsonl"
     lines: list[str] = []
     plans = []
