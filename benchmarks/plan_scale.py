@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     met = []
     with tempfile.TemporaryDirectory(prefix="vidbatch-plan-scale-") as tmp:
-        if args.nightly:  # first: (a) would leave this process's Ray and memory behind
-            met.append(nightly(args.nightly, tmp))
-        if args.videos:
+        if args.videos:  # first: RSS is a high-water mark, and (b) builds its listing and ledger in this process
             met.append(plan(args.videos, args.clips, tmp))
+        if args.nightly:  # its figures are the child process's own
+            met.append(nightly(args.nightly, tmp))
     return 0 if all(met) else 1
 
 
