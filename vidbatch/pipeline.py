@@ -75,7 +75,8 @@ from vidbatch.store.manifest import (
     status_for,
 )
 from vidbatch.store.publish import RunTables, publish
-from vidbatch.store.sink import UnitSink, unit_targets
+from vidbatch.store.plans import PlanStage, UnitSlices, VideoPlan, stage_plans, unit_slices
+from vidbatch.store.sink import UnitSink
 from vidbatch.store.tables import stage_shots, videos_table
 
 
@@ -265,17 +266,18 @@ def quiet_ray(verbose: bool) -> Iterator[None]:
             h.removeFilter(quiet)
 
 
-def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
-    """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
+def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Schema) -> ray.data.Dataset:
+    """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map). slices: the staged
+    units to decode (vidbatch.store.plans.unit_slices), one block each; each decode task reads its own units."""
     layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
     k = layout.total  # the job's samples, then the tasks' own (decoded in the same pass)
     spec = frame_spec_for(config.tasks)
-    # several blocks per CPU balance the load; one block per unit would flood the scheduler on huge archives
-    blocks = min(len(units), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
-    ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
+    ds = ray.data.from_items(slices, override_num_blocks=len(slices))
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
     decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    # same remote args: reading the slice's units is fused into the decode task
+    ds = _retrying(ds.flat_map, UnitSlices(config.output, config.storage_options or None, config.retry), **decode_args)
     ds = _retrying(
         ds.map_batches,
         DecodeStage(
@@ -364,29 +366,40 @@ def _probe_on_driver(config: JobConfig, sources: list[VideoSource]) -> list[Futu
 
 
 def _prepare(
-    config: JobConfig, sources: list[VideoSource], progress: RunProgress,
+    config: JobConfig, store: OutputStore, sources: list[VideoSource], progress: RunProgress, run_id: str,
     on_driver: list[Future[PreparedVideo]] | None = None,
-) -> list[PreparedVideo]:
-    """Probe and plan every video in parallel Ray tasks, or take the driver's probes (`_probe_on_driver`); the plans
-    are small, so they come back to the driver."""
+) -> list[VideoPlan]:
+    """Probe and plan every video in parallel Ray tasks, which stage the units, or take the driver's few probes
+    (`_probe_on_driver`) and stage their units here (shots: the units come later)."""
+    stage_units = config.clips.clip_mode != "shots"
+    if on_driver is None:
+        stage = PlanStage(
+            _prepare_stage(config), config.output, run_id, config.storage_options or None, config.retry, stage_units
+        )
+        return plan_videos(stage, sources, progress)
+    progress.phase("probe", total=len(sources))
+    prepared = []
+    for future in on_driver:  # the listing's order
+        video = future.result()
+        prepared.append(video if stage_units else PreparedVideo(video.source, video.info, (), video.error))
+        progress.probed_video()
+    return stage_plans(store, run_id, prepared)
+
+
+def plan_videos(stage: PlanStage, sources: list[VideoSource], progress: RunProgress) -> list[VideoPlan]:
+    """Probe tasks plan their videos and stage the units; only a small VideoPlan per video (no clips) comes back
+    to the driver, in the listing's order."""
     progress.phase("probe", total=len(sources))
     if not sources:
         return []
-    if on_driver is not None:
-        prepared = []
-        for future in on_driver:  # the listing's order
-            prepared.append(future.result())
-            progress.probed_video()
-        return prepared
-    stage = _prepare_stage(config)
     items = [{"source_json": json.dumps(s.to_dict())} for s in sources]
-    prepared = []
-    probes = _retrying(ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map, stage, **TASK_RETRIES)
-    for row in probes.iter_rows():
-        prepared.append(PreparedVideo.from_json(row["prepared_json"]))
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256))
+    plans = []
+    for row in _retrying(ds.map_batches, stage, batch_size=None, **TASK_RETRIES).iter_rows():
+        plans.append(VideoPlan.from_json(row["plan_json"]))
         progress.probed_video()
     order = {s.uri: i for i, s in enumerate(sources)}
-    return sorted(prepared, key=lambda p: order[p.source.uri])  # the listing's order, however the rows arrived
+    return sorted(plans, key=lambda p: order[p.video.source.uri])  # however the rows arrived
 
 
 def detect_shots(
@@ -439,9 +452,7 @@ class Listing:
     sources: list[VideoSource]
     list_errors: list[ErrorRow]
     ignored: int
-    previous: dict[str, dict[str, Any]]
     selection: Selection
-    older_pipeline: int  # skipped videos whose committed clips come from another pipeline fingerprint (--backfill)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -459,19 +470,17 @@ def list_and_select(config: JobConfig, store: OutputStore, options: dict[str, st
         first = list_errors[0]
         more = f" (and {len(list_errors) - 1} more)" if len(list_errors) > 1 else ""
         raise ConfigError(f"inputs: nothing to read: {first.uri}: {first.message}{more}")
-    previous = read_ledger(config.output, options)
     scope = None if list_errors else scope_of(config.inputs, config.input, so)
-    selection = select(sources, previous, pipeline, config.incremental, scope)
-    older = sum(1 for s in selection.skipped if previous[s.uri]["pipeline"] != pipeline)
-    return Listing(sources, list_errors, ignored, previous, selection, older)
+    ledger = read_ledger(config.output, options, [s.uri for s in sources], scope)
+    return Listing(sources, list_errors, ignored, select(sources, ledger, pipeline, config.incremental, scope))
 
 
 def _nothing_new(config: JobConfig, listing: Listing, started: float) -> RunSummary:
     """The summary of a nightly run that found nothing to do: nothing is written and no Ray is started."""
     sel = listing.selection
     counts = RunCounts(
-        inputs=len(listing.sources), listed=len(listing.sources), skipped=len(sel.skipped),
-        quarantined=len(sel.quarantined), ignored_files=listing.ignored, older_pipeline=listing.older_pipeline,
+        inputs=len(listing.sources), listed=len(listing.sources), skipped=sel.skipped,
+        quarantined=sel.quarantined, ignored_files=listing.ignored, older_pipeline=sel.older_pipeline,
     )
     status, exit_code = status_for(counts)
     return RunSummary(
@@ -534,11 +543,11 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
     return summary
 
 
-def _stream_batches(stream: ray.data.Dataset, units: list[str], progress: RunProgress) -> Iterator[pa.Table]:
+def _stream_batches(stream: ray.data.Dataset, units: int, clips: int, progress: RunProgress) -> Iterator[pa.Table]:
     """The clip stream's result tables for the driver loop, counted into progress; when it ends, Ray Data's task
     time per operator (decode tasks, inference actors) goes into the manifest's stage_s."""
-    progress.phase("stream", total=len(units))
-    progress.expect_clips(sum(len(json.loads(u)["clips"]) for u in units))
+    progress.phase("stream", total=units)
+    progress.expect_clips(clips)
     yield from stream.iter_batches(batch_format="pyarrow", batch_size=None)
     progress.end_phase()
     pending = [stream.get_stats_summary()]  # the last operator's stats; upstream operators are its parents
@@ -561,30 +570,31 @@ def _run(
     ctx.op_resource_reservation_enabled = config.ray.reserve_operator_resources
     t_pipeline = time.time()
 
-    sources, list_errors, ignored, previous, selection = (
-        listing.sources, listing.list_errors, listing.ignored, listing.previous, listing.selection
-    )
-    prepared = _prepare(config, [s for s, _ in selection.process], progress, on_driver)
+    sources, list_errors, ignored, selection = listing.sources, listing.list_errors, listing.ignored, listing.selection
+    previous = selection.previous
+    plans = _prepare(config, store, [s for s, _ in selection.process], progress, run_id, on_driver)
     shot_file = None
-    if config.clips.clip_mode == "shots":
-        shots, prepared = detect_shots(config, prepared, run_id, progress)
+    if config.clips.clip_mode == "shots":  # the shots re-plan the clips on the driver, then their units are staged
+        shots, replanned = detect_shots(config, [p.video for p in plans], run_id, progress)
         shot_file = stage_shots(store, shots, run_id)
+        # in plan files of a few videos each: a decode task reads the whole file that holds its slice
+        plans = [p for i in range(0, len(replanned), 64) for p in stage_plans(store, run_id, replanned[i : i + 64])]
 
-    targets = unit_targets(prepared, pipeline, run_id)
     clip_schema = clips_schema(task_fields + thumbnail_fields(config.out.thumbnails))
-    done = {k: o for k, o in staged_units(store, run_id).items() if k in targets}
+    staged = staged_units(store, run_id)
+    todo = unit_slices(plans, pipeline, set(staged), max(200, 8 * int(ray.cluster_resources().get("CPU", 1))))
+    done = {k: staged[k] for k in todo.done}
     frames = config.out.frame_embeddings
-    sink = UnitSink(store, run_id, pipeline, clip_schema, targets, set(done), frames)
-    units = [json.dumps(u.to_dict()) for p in prepared for u in p.units]
-    todo = [u for u, k in zip(units, targets) if k not in done]
-    if todo:
-        stream = _clip_stream(config, todo, result_schema(task_fields, frames))
-        for table in _stream_batches(stream, todo, progress):
+    sink = UnitSink(store, run_id, pipeline, clip_schema, plans, todo.done, todo.units, frames)
+    if todo.slices:
+        stream = _clip_stream(config, todo.slices, result_schema(task_fields, frames))
+        for table in _stream_batches(stream, todo.units, todo.clips, progress):
             sink.add(table)
             progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
     if sink.unfinished():
-        raise RuntimeError(f"{len(sink.unfinished())} work units returned incomplete results")
+        raise RuntimeError(f"{sink.unfinished()} work units returned incomplete results")
     outcomes = {**done, **sink.outcomes}
+    prepared = [p.video for p in plans]
 
     unit_errors = [ErrorRow(**e) for o in outcomes.values() for e in o.errors]
     errors = merge_per_video(list_errors + [p.error for p in prepared if p.error] + unit_errors)
@@ -618,10 +628,10 @@ def _run(
         new=reasons["new"],
         changed=sum(reasons.values()) - reasons["new"] - reasons["backfill"],
         backfill=reasons["backfill"],
-        older_pipeline=listing.older_pipeline,
-        skipped=len(selection.skipped),
+        older_pipeline=selection.older_pipeline,
+        skipped=selection.skipped,
         failed=sum(1 for _, _, ok in processed if not ok),
-        quarantined=len(selection.quarantined),
+        quarantined=selection.quarantined,
         deleted=len(selection.deleted),
         ok=sum(reasons.values()),
         clips=sum(clip_counts.values()),

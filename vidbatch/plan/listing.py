@@ -5,12 +5,13 @@ every path the job was asked for and did not process.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatch
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
 from fsspec.core import url_to_fs
 
 from vidbatch.config import InputConfig, RetryConfig
@@ -113,9 +114,29 @@ def list_videos(
     return list(sources.values()), errors, ignored
 
 
-def scope_of(inputs: list[str], cfg: InputConfig, storage_options: dict[str, Any] | None = None) -> Callable[[str], bool]:
+@dataclass(frozen=True)
+class Scope:
     """Which URIs the inputs stand for (under a directory, matching a glob, the file itself): a ledger entry in
     scope that is no longer listed has been deleted; one out of scope was simply not asked about."""
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+    patterns: tuple[str, ...]
+
+    def __call__(self, uri: str) -> bool:
+        return uri in self.exact or uri.startswith(self.prefixes) or any(fnmatch(uri, p) for p in self.patterns)
+
+    def expression(self, column: str) -> pc.Expression:
+        """A scan filter that keeps at least every URI in scope (a glob by its literal head), so a reader of a large
+        table sees only the rows under the inputs; the predicate itself then decides."""
+        heads = [*self.prefixes, *(p[: min(p.index(c) for c in GLOB_CHARS if c in p)] for p in self.patterns)]
+        expr = pc.field(column).isin(pa.array(sorted(self.exact), pa.string()))
+        for head in heads:
+            expr = expr | pc.starts_with(pc.field(column), pattern=head)
+        return expr
+
+
+def scope_of(inputs: list[str], cfg: InputConfig, storage_options: dict[str, Any] | None = None) -> Scope:
     prefixes, patterns, exact = [], [], set()
     for url in inputs:
         fs, path = url_to_fs(url, **(storage_options or {}))
@@ -128,4 +149,4 @@ def scope_of(inputs: list[str], cfg: InputConfig, storage_options: dict[str, Any
             exact.add(full)
         else:
             prefixes.append(full + "/")
-    return lambda uri: uri in exact or uri.startswith(tuple(prefixes)) or any(fnmatch(uri, p) for p in patterns)
+    return Scope(frozenset(exact), tuple(prefixes), tuple(patterns))

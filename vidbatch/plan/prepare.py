@@ -1,7 +1,6 @@
 """Probe a listed video and plan its clips and work units: the per-video step before decoding."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,31 +20,12 @@ class PreparedVideo:
     units: tuple[WorkUnit, ...]
     error: ErrorRow | None
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "source": self.source.to_dict(),
-                "info": self.info.to_dict() if self.info else None,
-                "units": [u.to_dict() for u in self.units],
-                "error": self.error.to_dict() if self.error else None,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> PreparedVideo:
-        d = json.loads(text)
-        return cls(
-            source=VideoSource(**d["source"]),
-            info=VideoInfo(**d["info"]) if d["info"] else None,
-            units=tuple(WorkUnit.from_dict(u) for u in d["units"]),
-            error=ErrorRow(**d["error"]) if d["error"] else None,
-        )
-
 
 @dataclass(frozen=True)
 class PrepareStage:
-    """`source_json` row in, `prepared_json` row out. A video that cannot be probed or planned (a broken or lying
-    file, too many clips, over the time budget) becomes one `probe` error row, never a crash or a stall."""
+    """A source in, its probe result and planned units out (vidbatch.store.plans stages them). A video that cannot
+    be probed or planned (a broken or lying file, too many clips, over the time budget) becomes one `probe` error
+    row, never a crash or a stall."""
 
     clips: ClipConfig
     sampling: SamplingConfig
@@ -58,7 +38,7 @@ class PrepareStage:
         deadline = Deadline(self.limits.timeout_s)
         info = None
         try:
-            info = retry.call(self.retry, probe_video, source.uri, self.storage_options, self.retry, source.size, deadline)
+            info = self.probe(source, deadline)
             check_clip_count(info.duration_s, self.clips, self.limits.max_clips_per_video)
             clips = plan_clips(info, source.fingerprint, self.clips, self.sampling)
             units = plan_work_units(source.uri, source.video_id, info, clips, self.unit_seconds)
@@ -67,6 +47,6 @@ class PrepareStage:
             return PreparedVideo(source, info, (), ErrorRow.from_exception(uri=source.uri, stage="probe", exc=e))
         return PreparedVideo(source, info, tuple(units), None)
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        source = VideoSource(**json.loads(row["source_json"]))
-        return {"prepared_json": self.prepare(source).to_json()}
+    def probe(self, source: VideoSource, deadline: Deadline) -> VideoInfo:
+        """The video's stream facts (benchmarks/plan_scale.py plans an archive from made-up ones)."""
+        return retry.call(self.retry, probe_video, source.uri, self.storage_options, self.retry, source.size, deadline)

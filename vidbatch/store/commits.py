@@ -1,6 +1,8 @@
 """Stage, then commit: how a run's rows become visible exactly once, even when the driver is killed.
 
 - A run first writes `_staging/<run_id>/intent.json`: its job key, partition date and run sequence number.
+- The probe tasks write the planned work units to `_staging/<run_id>/plans/` (vidbatch.store.plans); a resumed
+  run plans again and finds its finished units by their keys.
 - Each finished work unit writes its clip rows to `_staging/<run_id>/units/<unit_key>.parquet`, then a marker
   `<unit_key>.json` recording what the unit produced. A marker exists only after its rows. Staging paths carry the
   run id, so a run never writes over a file that another run staged or committed.

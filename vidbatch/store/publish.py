@@ -43,8 +43,8 @@ def _staged(store: OutputStore, files: list[str], schema: pa.Schema, video_ids: 
 def _staged_stream(
     store: OutputStore, files: list[str], schema: pa.Schema, video_ids: set[str]
 ) -> tuple[int, Callable[[], pa.RecordBatchReader]]:
-    """A large staged table (frames: one row per sampled frame) as its row count and a stream that each commit
-    attempt opens anew, so it never sits in the driver's memory whole."""
+    """A large staged table (clips, frames) as its row count and a stream that each commit attempt opens anew, so it
+    never sits in the driver's memory whole."""
     if not files or not video_ids:
         return 0, lambda: pa.RecordBatchReader.from_batches(schema, [])
     ds = pads.dataset([store.path(f) for f in files], format="parquet", filesystem=store.fs, schema=schema)
@@ -66,7 +66,8 @@ def publish(
     def add(name: str, data: pa.Table, predicate: str | None) -> None:
         writes.append((name, data.num_rows, data, predicate))
 
-    add("clips", _staged(store, tables.clip_files, tables.clip_schema, tables.replace_ids)(), replace)
+    # streamed like frames: a million clips' embeddings would not fit the driver
+    writes.append(("clips", *_staged_stream(store, tables.clip_files, tables.clip_schema, tables.replace_ids), replace))
     if tables.writes_frames or open_table(store.url, "frames", options) is not None:
         # frames follow their clips: a replaced video's frames are replaced too (by none, if the job makes none)
         writes.append(("frames", *_staged_stream(store, tables.frame_files, FRAMES, tables.replace_ids), replace))
