@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import ray
 import ray.data
@@ -39,12 +41,13 @@ from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_pe
 from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
-from vidbatch.decode.decode_stage import DecodeStage, result_table
+from vidbatch.decode.decode_stage import Batch, DecodeStage, result_table
+from vidbatch.decode.memory import MiB, decode_budget
 from vidbatch.infer.actor import ClipInferenceActor, clips_per_call
 from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
 from vidbatch.job import check_storage, require_inputs_and_output
-from vidbatch.plan.clips import max_samples_per_clip
-from vidbatch.plan.frame_plan import FrameLayout
+from vidbatch.plan.clips import WorkUnit, max_samples_per_clip
+from vidbatch.plan.frame_plan import FrameLayout, FrameSpec
 from vidbatch.plan.listing import VideoSource, list_videos, scope_of
 from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.progress import RunProgress
@@ -65,7 +68,12 @@ from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_i
 from vidbatch.store.lease import acquire as acquire_lease
 from vidbatch.store.ledger import Selection, ledger_table, read_ledger, select
 from vidbatch.store.manifest import (
+    DECODE_NODE,
+    DECODE_TASK,
     EXIT_CRASH,
+    INFER_BATCH,
+    INFER_NODE,
+    NodeTally,
     RunCounts,
     RunSummary,
     new_run_id,
@@ -247,6 +255,71 @@ def quiet_ray(verbose: bool) -> Iterator[None]:
             h.removeFilter(quiet)
 
 
+class _DecodeOnNode(DecodeStage):
+    """The decode stage, its batches stamped with the Ray node and task that decoded them (the manifest's
+    `nodes`); the stage itself stays Ray-free."""
+
+    def __call__(self, batch: Batch) -> Iterator[Batch]:
+        ctx = ray.get_runtime_context()
+        node, task = ctx.get_node_id(), ctx.get_task_id() or ""
+        for out in super().__call__(batch):
+            n = len(out["clip_id"])
+            out[DECODE_NODE], out[DECODE_TASK] = np.array([node] * n), np.array([task] * n)
+            yield out
+
+
+_DecodeOnNode.__name__ = DecodeStage.__name__  # Ray Data's operator name (pickled by its __qualname__)
+
+
+def _placed(table: pa.Table, batch: Batch, infer_node: str = "", infer_batch: str = "") -> pa.Table:
+    """A result table with the placement columns the driver tallies (never written to the clips table)."""
+    n = table.num_rows
+    for name, values in (
+        (DECODE_NODE, batch[DECODE_NODE].tolist()), (DECODE_TASK, batch[DECODE_TASK].tolist()),
+        (INFER_NODE, [infer_node] * n), (INFER_BATCH, [infer_batch] * n),
+    ):
+        table = table.append_column(name, pa.array(values, pa.string()))
+    return table
+
+
+def _decoded_rows(batch: Batch, schema: pa.Schema) -> pa.Table:
+    """With no tasks: the frames dropped, the rows kept."""
+    return _placed(result_table(batch, schema, {}), batch)
+
+
+class _InferOnNode(ClipInferenceActor):
+    """The inference actor, its result rows stamped with its node and a batch id of their own."""
+
+    def __call__(self, batch: Batch) -> pa.Table:
+        return _placed(super().__call__(batch), batch, ray.get_runtime_context().get_node_id(), uuid.uuid4().hex)
+
+
+_InferOnNode.__name__ = ClipInferenceActor.__name__
+
+
+def decode_memory(config: JobConfig, units: list[str], slots: int, spec: FrameSpec) -> int:
+    """Bytes Ray reserves per decode task: decode.memory_mb, or (auto) the largest budget of the run's units, which
+    must fit on a node (a request no node can grant waits forever)."""
+    if config.decode.memory_mb != "auto":
+        return config.decode.memory_mb * MiB
+    block = ray.data.DataContext.get_current().target_max_block_size or ray.data.context.DEFAULT_TARGET_MAX_BLOCK_SIZE
+    thumbs = config.out.thumbnail_width if config.out.thumbnails else None
+    need = max(
+        decode_budget(WorkUnit.from_dict(json.loads(u)), slots, spec, config.decode.threads, block, thumbs).total
+        for u in units
+    )
+    largest = max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
+    if need > largest:
+        problem = (
+            f"decode.memory_mb: a work unit needs {-(-need // MiB)} MiB per decode task (auto), more than any Ray node "
+            f"has ({largest / MiB:.0f} MiB); lower decode.unit_seconds or the frames per clip, or set decode.memory_mb"
+        )
+        if not _cluster_address(config.ray):
+            raise ConfigError(problem)
+        warnings.warn(problem + " (waiting for an autoscaler to add nodes)", stacklevel=2)
+    return need
+
+
 def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.data.Dataset:
     """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map)."""
     layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
@@ -257,10 +330,11 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=blocks)
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
-    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    # Ray Data's own SPREAD scheduling (its DataContext default) places the tasks across nodes
+    decode_args = {"num_cpus": config.decode.num_cpus, "memory": decode_memory(config, units, k, spec), **TASK_RETRIES}
     ds = _retrying(
         ds.map_batches,
-        DecodeStage(
+        _DecodeOnNode(
             spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
             config.out.thumbnail_width if config.out.thumbnails else None, layout,
         ),
@@ -269,9 +343,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
     )
     if not config.tasks:
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
-        return _retrying(
-            ds.map_batches, functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args
-        )
+        return _retrying(ds.map_batches, functools.partial(_decoded_rows, schema=schema), batch_size=None, **decode_args)
     inf = config.inference
     cluster_gpus = _cluster_gpus()
     request = _request(inf, cluster_gpus)
@@ -280,7 +352,7 @@ def _clip_stream(config: JobConfig, units: list[str], schema: pa.Schema) -> ray.
         "storage_options": config.storage_options or None, "frame_embeddings": config.out.frame_embeddings,
     }
     return _map_with_actor_pool(
-        ds, ClipInferenceActor, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
+        ds, _InferOnNode, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
     )
 
 
@@ -344,6 +416,14 @@ def _prepare(config: JobConfig, sources: list[VideoSource], progress: RunProgres
     return sorted(prepared, key=lambda p: order[p.source.uri])  # the listing's order, however the rows arrived
 
 
+SHOT_DECODE_MB = 512  # what decode.memory_mb was before auto: the shot stage's 48x27 decode is budgeted apart
+
+
+def _shot_decode_memory(config: JobConfig) -> int:
+    mb = config.decode.memory_mb
+    return (SHOT_DECODE_MB if mb == "auto" else mb) * MiB
+
+
 def detect_shots(
     config: JobConfig, prepared: list[PreparedVideo], run_id: str, progress: RunProgress | None = None
 ) -> tuple[pa.Table, list[PreparedVideo]]:
@@ -361,7 +441,7 @@ def detect_shots(
         decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
         ds = _retrying(
             ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map,
-            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20, **TASK_RETRIES,
+            decode, num_cpus=config.decode.num_cpus, memory=_shot_decode_memory(config), **TASK_RETRIES,
         )
         if get_detector(sh.detector).needs_model:
             cluster_gpus = _cluster_gpus()
@@ -488,6 +568,10 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
     return summary
 
 
+def _node_addresses() -> dict[str, str]:
+    return {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+
+
 def _stream_batches(stream: ray.data.Dataset, units: list[str], progress: RunProgress) -> Iterator[pa.Table]:
     """The clip stream's result tables for the driver loop, counted into progress; when it ends, Ray Data's task
     time per operator (decode tasks, inference actors) goes into the manifest's stage_s."""
@@ -533,9 +617,12 @@ def _run(
     todo = [u for u, k in zip(units, targets) if k not in done]
     if todo:
         stream = _clip_stream(config, todo, result_schema(task_fields, frames))
+        nodes = NodeTally()
         for table in _stream_batches(stream, todo, progress):
+            nodes.add(table)
             sink.add(table)
             progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
+        summary.nodes = nodes.to_dict(_node_addresses())
     if sink.unfinished():
         raise RuntimeError(f"{len(sink.unfinished())} work units returned incomplete results")
     outcomes = {**done, **sink.outcomes}
