@@ -297,9 +297,13 @@ class _InferOnNode(ClipInferenceActor):
 _InferOnNode.__name__ = ClipInferenceActor.__name__
 
 
+def _largest_node_memory() -> float:
+    """The most `memory` any live node offers: a decode task asking for more waits forever."""
+    return max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
+
+
 def decode_memory(config: JobConfig, units: list[str], slots: int, spec: FrameSpec) -> int:
-    """Bytes Ray reserves per decode task: decode.memory_mb, or (auto) the largest budget of the run's units, which
-    must fit on a node (a request no node can grant waits forever)."""
+    """Bytes Ray reserves per decode task: decode.memory_mb, or (auto) the largest budget of the run's units."""
     if config.decode.memory_mb != "auto":
         return config.decode.memory_mb * MiB
     block = ray.data.DataContext.get_current().target_max_block_size or ray.data.context.DEFAULT_TARGET_MAX_BLOCK_SIZE
@@ -308,8 +312,7 @@ def decode_memory(config: JobConfig, units: list[str], slots: int, spec: FrameSp
         decode_budget(WorkUnit.from_dict(json.loads(u)), slots, spec, config.decode.threads, block, thumbs).total
         for u in units
     )
-    largest = max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
-    if need > largest:
+    if need > (largest := _largest_node_memory()):
         problem = (
             f"decode.memory_mb: a work unit needs {-(-need // MiB)} MiB per decode task (auto), more than any Ray node "
             f"has ({largest / MiB:.0f} MiB); lower decode.unit_seconds or the frames per clip, or set decode.memory_mb"
@@ -387,6 +390,8 @@ def _check_capacity(config: JobConfig) -> None:
         problems += _pool_problems("inference", config.inference, _request(config.inference, gpus), cpus, gpus, dec.num_cpus)
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
+    if dec.memory_mb != "auto" and dec.memory_mb * MiB > (largest := _largest_node_memory()):
+        problems.append(f"decode.memory_mb ({dec.memory_mb}) exceeds the most memory a Ray node has ({largest / MiB:.0f} MiB)")
     if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model:  # `content` runs in decode tasks
         problems += _pool_problems("shots", sh, _request(sh, gpus), cpus, gpus, dec.num_cpus)
     if not problems:
