@@ -71,3 +71,28 @@ def test_the_manifest_counts_inference_batches_per_node(kinds_output):
     (node,) = summary.nodes.values()
     assert node["decoded_clips"] == node["inferred_clips"] == summary.counts.clips
     assert node["decode_tasks"] >= 1 and node["inference_batches"] >= 1
+
+
+def test_a_decode_worker_does_not_import_the_pipeline_or_torch(tmp_path: Path):
+    """The stamped decode stage travels by value: unpickling it (what a decode worker does) imports the Ray-free
+    decode stage, not vidbatch.pipeline, whose inference imports bring torch (~600 MiB per worker)."""
+    import functools
+
+    from ray import cloudpickle
+
+    from vidbatch.core.schema import result_schema
+    from vidbatch.pipeline import _decoded_rows, _DecodeOnNode
+    from vidbatch.plan.frame_plan import DEFAULT_FRAME_SPEC
+
+    payload = tmp_path / "stage.pkl"
+    payload.write_bytes(cloudpickle.dumps(
+        (_DecodeOnNode(DEFAULT_FRAME_SPEC, "auto", 1, 8), functools.partial(_decoded_rows, schema=result_schema([])))
+    ))
+    code = (
+        "import json, sys\nfrom ray import cloudpickle\n"
+        f"stage, rows = cloudpickle.loads(open({str(payload)!r}, 'rb').read())\n"
+        "print(json.dumps([type(stage).__name__, 'vidbatch.pipeline' in sys.modules, 'torch' in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == ["DecodeStage", False, False]

@@ -255,46 +255,43 @@ def quiet_ray(verbose: bool) -> Iterator[None]:
             h.removeFilter(quiet)
 
 
-class _DecodeOnNode(DecodeStage):
-    """The decode stage, its batches stamped with the Ray node and task that decoded them (the manifest's
-    `nodes`); the stage itself stays Ray-free."""
+def _placement_stages() -> tuple[type[DecodeStage], Any, type[ClipInferenceActor]]:
+    """The decode stage, the no-task result map and the inference actor, their rows stamped with the Ray node and
+    task (or batch) that made them, for the manifest's `nodes`. Made inside a function so that cloudpickle ships
+    them by value: a decode worker imports the Ray-free decode stage only, not this module (and torch with it)."""
 
-    def __call__(self, batch: Batch) -> Iterator[Batch]:
-        ctx = ray.get_runtime_context()
-        node, task = ctx.get_node_id(), ctx.get_task_id() or ""
-        for out in super().__call__(batch):
-            n = len(out["clip_id"])
-            out[DECODE_NODE], out[DECODE_TASK] = np.array([node] * n), np.array([task] * n)
-            yield out
+    def stamp(table: pa.Table, batch: Batch, infer_node: str = "", infer_batch: str = "") -> pa.Table:
+        n = table.num_rows
+        for name, values in (
+            (DECODE_NODE, batch[DECODE_NODE].tolist()), (DECODE_TASK, batch[DECODE_TASK].tolist()),
+            (INFER_NODE, [infer_node] * n), (INFER_BATCH, [infer_batch] * n),
+        ):
+            table = table.append_column(name, pa.array(values, pa.string()))
+        return table
 
+    class Decode(DecodeStage):
+        def __call__(self, batch: Batch) -> Iterator[Batch]:
+            ctx = ray.get_runtime_context()
+            node, task = ctx.get_node_id(), ctx.get_task_id() or ""
+            for out in super().__call__(batch):
+                n = len(out["clip_id"])
+                out[DECODE_NODE], out[DECODE_TASK] = np.array([node] * n), np.array([task] * n)
+                yield out
 
-_DecodeOnNode.__name__ = DecodeStage.__name__  # Ray Data's operator name (pickled by its __qualname__)
+    def decoded_rows(batch: Batch, schema: pa.Schema) -> pa.Table:
+        """With no tasks: the frames dropped, the rows kept."""
+        return stamp(result_table(batch, schema, {}), batch)
 
+    class Infer(ClipInferenceActor):
+        def __call__(self, batch: Batch) -> pa.Table:
+            return stamp(super().__call__(batch), batch, ray.get_runtime_context().get_node_id(), uuid.uuid4().hex)
 
-def _placed(table: pa.Table, batch: Batch, infer_node: str = "", infer_batch: str = "") -> pa.Table:
-    """A result table with the placement columns the driver tallies (never written to the clips table)."""
-    n = table.num_rows
-    for name, values in (
-        (DECODE_NODE, batch[DECODE_NODE].tolist()), (DECODE_TASK, batch[DECODE_TASK].tolist()),
-        (INFER_NODE, [infer_node] * n), (INFER_BATCH, [infer_batch] * n),
-    ):
-        table = table.append_column(name, pa.array(values, pa.string()))
-    return table
-
-
-def _decoded_rows(batch: Batch, schema: pa.Schema) -> pa.Table:
-    """With no tasks: the frames dropped, the rows kept."""
-    return _placed(result_table(batch, schema, {}), batch)
-
-
-class _InferOnNode(ClipInferenceActor):
-    """The inference actor, its result rows stamped with its node and a batch id of their own."""
-
-    def __call__(self, batch: Batch) -> pa.Table:
-        return _placed(super().__call__(batch), batch, ray.get_runtime_context().get_node_id(), uuid.uuid4().hex)
+    # the names Ray Data gives the operators (and Ray the worker processes), as before the stamping
+    Decode.__name__, decoded_rows.__name__, Infer.__name__ = "DecodeStage", "result_table", "ClipInferenceActor"
+    return Decode, decoded_rows, Infer
 
 
-_InferOnNode.__name__ = ClipInferenceActor.__name__
+_DecodeOnNode, _decoded_rows, _InferOnNode = _placement_stages()
 
 
 def _largest_node_memory() -> float:
