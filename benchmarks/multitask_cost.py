@@ -53,6 +53,7 @@ from vidbatch.infer.actor import (  # noqa: E402
     task_stacks,
 )
 from vidbatch.job import validate_config
+from vidbatch.pipeline import decode_memory
 from vidbatch.plan.clips import max_samples_per_clip
 from vidbatch.plan.frame_plan import FrameLayout  # noqa: E402
 from vidbatch.plan.listing import list_videos  # noqa: E402
@@ -96,7 +97,8 @@ def stream_seconds(config: JobConfig, units: list[str], per_task_pools: bool) ->
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=len(units))
     ds = ds.map_batches(
         DecodeStage(frame_spec_for(config.tasks), config.decode.strategy, config.decode.threads, layout.total, None, layout),
-        batch_size=1, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20,
+        batch_size=1, num_cpus=config.decode.num_cpus,
+        memory=decode_memory(config, units, layout.total, frame_spec_for(config.tasks)),
     )
     batch_size = clips_per_call(inf, "cpu", layout.total)
     if per_task_pools:
