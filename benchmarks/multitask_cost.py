@@ -45,6 +45,7 @@ import vidbatch  # noqa: E402
 from vidbatch.config import JobConfig  # noqa: E402
 from vidbatch.core.schema import result_schema  # noqa: E402
 from vidbatch.decode.decode_stage import DecodeStage, result_table  # noqa: E402
+from vidbatch.decode.memory import UnitShape  # noqa: E402
 from vidbatch.infer.actor import (  # noqa: E402
     ClipInferenceActor,
     frame_spec_for,
@@ -52,8 +53,9 @@ from vidbatch.infer.actor import (  # noqa: E402
     task_stacks,
 )
 from vidbatch.infer.batching import clips_per_call  # noqa: E402
-from vidbatch.job import validate_config
-from vidbatch.plan.clips import max_samples_per_clip
+from vidbatch.job import validate_config  # noqa: E402
+from vidbatch.pipeline import decode_memory  # noqa: E402
+from vidbatch.plan.clips import WorkUnit, max_samples_per_clip  # noqa: E402
 from vidbatch.plan.frame_plan import FrameLayout  # noqa: E402
 from vidbatch.plan.listing import list_videos  # noqa: E402
 from vidbatch.plan.prepare import PrepareStage  # noqa: E402
@@ -96,7 +98,11 @@ def stream_seconds(config: JobConfig, units: list[str], per_task_pools: bool) ->
     ds = ray.data.from_items([{"unit_json": u} for u in units], override_num_blocks=len(units))
     ds = ds.map_batches(
         DecodeStage(frame_spec_for(config.tasks), config.decode.strategy, config.decode.threads, layout.total, None, layout),
-        batch_size=1, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20,
+        batch_size=1, num_cpus=config.decode.num_cpus,
+        memory=decode_memory(
+            config, [UnitShape.of(WorkUnit.from_dict(json.loads(u))) for u in units], layout.total,
+            frame_spec_for(config.tasks),
+        ),
     )
     batch_size = clips_per_call(inf, "cpu", layout.total)
     if per_task_pools:

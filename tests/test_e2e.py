@@ -189,6 +189,7 @@ def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_refused(ray_session, v
     [
         (["tasks=[]", "decode.num_cpus=3"], "decode.num_cpus (3) exceeds the Ray cluster's 2 CPUs"),
         (["inference.num_gpus=1"], "inference asks for GPUs (1 actor x num_gpus=1, device=auto), the cluster has 0"),
+        (["tasks=[]", "decode.memory_mb=100000000"], "decode.memory_mb (100000000) exceeds the most memory a Ray node has"),
     ],
 )
 def test_unschedulable_requests_are_refused(ray_session, video_dir: Path, tmp_path: Path, settings, message):

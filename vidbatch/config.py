@@ -6,7 +6,7 @@ Stages never see this object whole: the pipeline hands each one only the sub-con
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -108,8 +108,10 @@ class DecodeConfig(StrictModel):
         "task per reserved CPU, and extra frame threads per task cost CPU (measured in benchmarks/)."
     )
     num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per decode task.")
-    memory_mb: int = Field(
-        512, gt=0, description="Memory reserved per decode task; also keeps Ray from fusing decode into the inference actors."
+    memory_mb: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Memory Ray reserves per decode task, in MiB. auto: the most any of the run's work units "
+        "needs (its frames in flight on the job's canvas, the decoder's buffers at the source size, the worker; "
+        "vidbatch/decode/memory.py). Reserving memory also keeps Ray from fusing decode into the inference actors."
     )
 
 

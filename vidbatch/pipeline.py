@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import ray
 import ray.data
@@ -41,12 +43,13 @@ from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_pe
 from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
 from vidbatch.core.storage import OutputStore
-from vidbatch.decode.decode_stage import DecodeStage, result_table
+from vidbatch.decode.decode_stage import Batch, DecodeStage, result_table
+from vidbatch.decode.memory import MiB, UnitShape, decode_budget
 from vidbatch.infer.batching import clips_per_call
 from vidbatch.infer.tasks import frame_spec_for, task_output_fields, task_stacks
 from vidbatch.job import check_storage, require_inputs_and_output
 from vidbatch.plan.clips import max_samples_per_clip
-from vidbatch.plan.frame_plan import FrameLayout
+from vidbatch.plan.frame_plan import FrameLayout, FrameSpec
 from vidbatch.plan.listing import VideoSource, list_videos, scope_of
 from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.progress import RunProgress
@@ -67,7 +70,12 @@ from vidbatch.store.fingerprint import job_key, pipeline_fingerprint, pipeline_i
 from vidbatch.store.lease import acquire as acquire_lease
 from vidbatch.store.ledger import Selection, ledger_table, read_ledger, select
 from vidbatch.store.manifest import (
+    DECODE_NODE,
+    DECODE_TASK,
     EXIT_CRASH,
+    INFER_BATCH,
+    INFER_NODE,
+    NodeTally,
     RunCounts,
     RunSummary,
     new_run_id,
@@ -266,7 +274,74 @@ def quiet_ray(verbose: bool) -> Iterator[None]:
             h.removeFilter(quiet)
 
 
-def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Schema) -> ray.data.Dataset:
+def _placement_stages() -> tuple[type[DecodeStage], Any, type]:
+    """The decode stage, the no-task result map and the inference actor, their rows stamped with the Ray node and
+    task (or batch) that made them, for the manifest's `nodes`. Made inside a function so that cloudpickle ships
+    them by value: a decode worker imports the Ray-free decode stage only, not this module (and torch with it)."""
+
+    def stamp(table: pa.Table, batch: Batch, infer_node: str = "", infer_batch: str = "") -> pa.Table:
+        n = table.num_rows
+        for name, values in (
+            (DECODE_NODE, batch[DECODE_NODE].tolist()), (DECODE_TASK, batch[DECODE_TASK].tolist()),
+            (INFER_NODE, [infer_node] * n), (INFER_BATCH, [infer_batch] * n),
+        ):
+            table = table.append_column(name, pa.array(values, pa.string()))
+        return table
+
+    class Decode(DecodeStage):
+        def __call__(self, batch: Batch) -> Iterator[Batch]:
+            ctx = ray.get_runtime_context()
+            node, task = ctx.get_node_id(), ctx.get_task_id() or ""
+            for out in super().__call__(batch):
+                n = len(out["clip_id"])
+                out[DECODE_NODE], out[DECODE_TASK] = np.array([node] * n), np.array([task] * n)
+                yield out
+
+    def decoded_rows(batch: Batch, schema: pa.Schema) -> pa.Table:
+        """With no tasks: the frames dropped, the rows kept."""
+        return stamp(result_table(batch, schema, {}), batch)
+
+    class Infer(_imported_in_actor("vidbatch.infer.actor:ClipInferenceActor")):  # type: ignore[misc]
+        def __call__(self, batch: Batch) -> pa.Table:
+            return stamp(super().__call__(batch), batch, ray.get_runtime_context().get_node_id(), uuid.uuid4().hex)
+
+    # the names Ray Data gives the operators (and Ray the worker processes), as before the stamping
+    Decode.__name__, decoded_rows.__name__, Infer.__name__ = "DecodeStage", "result_table", "ClipInferenceActor"
+    return Decode, decoded_rows, Infer
+
+
+_DecodeOnNode, _decoded_rows, _InferOnNode = _placement_stages()
+
+
+def _largest_node_memory() -> float:
+    """The most `memory` any live node offers: a decode task asking for more waits forever."""
+    return max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
+
+
+def decode_memory(config: JobConfig, shapes: list[UnitShape], slots: int, spec: FrameSpec) -> int:
+    """Bytes Ray reserves per decode task: decode.memory_mb, or (auto) the largest budget of the run's units (shapes:
+    their videos' widest units)."""
+    if config.decode.memory_mb != "auto":
+        return config.decode.memory_mb * MiB
+    block = ray.data.DataContext.get_current().target_max_block_size or ray.data.context.DEFAULT_TARGET_MAX_BLOCK_SIZE
+    thumbs = config.out.thumbnail_width if config.out.thumbnails else None
+    need = max(
+        (decode_budget(shape, slots, spec, config.decode.threads, block, thumbs).total for shape in shapes), default=0
+    )
+    if need > (largest := _largest_node_memory()):
+        problem = (
+            f"decode.memory_mb: a work unit needs {-(-need // MiB)} MiB per decode task (auto), more than any Ray node "
+            f"has ({largest / MiB:.0f} MiB); lower decode.unit_seconds or the frames per clip, or set decode.memory_mb"
+        )
+        if not _cluster_address(config.ray):
+            raise ConfigError(problem)
+        warnings.warn(problem + " (waiting for an autoscaler to add nodes)", stacklevel=2)
+    return need
+
+
+def _clip_stream(
+    config: JobConfig, slices: list[dict[str, Any]], shapes: list[UnitShape], schema: pa.Schema
+) -> ray.data.Dataset:
     """Decode tasks feeding an inference actor pool (or, with no tasks, a frame-dropping map). slices: the staged
     units to decode (vidbatch.store.plans.unit_slices), one block each; each decode task reads its own units."""
     layout = FrameLayout(max_samples_per_clip(config.clips, config.sampling), task_stacks(config.tasks))
@@ -275,12 +350,13 @@ def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Sch
     ds = ray.data.from_items(slices, override_num_blocks=len(slices))
     # memory: distinct remote args keep decode in its own task pool; fused into the actors it would run serially
     # with inference, on the GPU nodes of a cluster
-    decode_args = {"num_cpus": config.decode.num_cpus, "memory": config.decode.memory_mb * 2**20, **TASK_RETRIES}
+    # Ray Data's own SPREAD scheduling (its DataContext default) places the tasks across nodes
+    decode_args = {"num_cpus": config.decode.num_cpus, "memory": decode_memory(config, shapes, k, spec), **TASK_RETRIES}
     # same remote args: reading the slice's units is fused into the decode task
     ds = _retrying(ds.flat_map, UnitSlices(config.output, config.storage_options or None, config.retry), **decode_args)
     ds = _retrying(
         ds.map_batches,
-        DecodeStage(
+        _DecodeOnNode(
             spec, config.decode.strategy, config.decode.threads, k, config.storage_options or None, config.retry,
             config.out.thumbnail_width if config.out.thumbnails else None, layout,
         ),
@@ -289,9 +365,7 @@ def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Sch
     )
     if not config.tasks:
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
-        return _retrying(
-            ds.map_batches, functools.partial(result_table, schema=schema, task_columns={}), batch_size=None, **decode_args
-        )
+        return _retrying(ds.map_batches, functools.partial(_decoded_rows, schema=schema), batch_size=None, **decode_args)
     inf = config.inference
     cluster_gpus = _cluster_gpus()
     request = _request(inf, cluster_gpus)
@@ -300,7 +374,7 @@ def _clip_stream(config: JobConfig, slices: list[dict[str, Any]], schema: pa.Sch
         "storage_options": config.storage_options or None, "frame_embeddings": config.out.frame_embeddings,
     }
     return _map_with_actor_pool(
-        ds, _imported_in_actor("vidbatch.infer.actor:ClipInferenceActor"), constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
+        ds, _InferOnNode, constructor, clips_per_call(inf, request.device, k), request, inf.num_cpus, cluster_gpus
     )
 
 
@@ -335,6 +409,8 @@ def _check_capacity(config: JobConfig) -> None:
         problems += _pool_problems("inference", config.inference, _request(config.inference, gpus), cpus, gpus, dec.num_cpus)
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
+    if dec.memory_mb != "auto" and dec.memory_mb * MiB > (largest := _largest_node_memory()):
+        problems.append(f"decode.memory_mb ({dec.memory_mb}) exceeds the most memory a Ray node has ({largest / MiB:.0f} MiB)")
     if config.clips.clip_mode == "shots" and get_detector(sh.detector).needs_model:  # `content` runs in decode tasks
         problems += _pool_problems("shots", sh, _request(sh, gpus), cpus, gpus, dec.num_cpus)
     if not problems:
@@ -402,6 +478,14 @@ def plan_videos(stage: PlanStage, sources: list[VideoSource], progress: RunProgr
     return sorted(plans, key=lambda p: order[p.video.source.uri])  # however the rows arrived
 
 
+SHOT_DECODE_MB = 512  # what decode.memory_mb was before auto: the shot stage's 48x27 decode is budgeted apart
+
+
+def _shot_decode_memory(config: JobConfig) -> int:
+    mb = config.decode.memory_mb
+    return (SHOT_DECODE_MB if mb == "auto" else mb) * MiB
+
+
 def detect_shots(
     config: JobConfig, prepared: list[PreparedVideo], run_id: str, progress: RunProgress | None = None
 ) -> tuple[pa.Table, list[PreparedVideo]]:
@@ -419,7 +503,7 @@ def detect_shots(
         decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
         ds = _retrying(
             ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map,
-            decode, num_cpus=config.decode.num_cpus, memory=config.decode.memory_mb * 2**20, **TASK_RETRIES,
+            decode, num_cpus=config.decode.num_cpus, memory=_shot_decode_memory(config), **TASK_RETRIES,
         )
         if get_detector(sh.detector).needs_model:
             cluster_gpus = _cluster_gpus()
@@ -543,6 +627,10 @@ def run(config: JobConfig, progress: RunProgress | None = None, verbose: bool = 
     return summary
 
 
+def _node_addresses() -> dict[str, str]:
+    return {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+
+
 def _stream_batches(stream: ray.data.Dataset, units: int, clips: int, progress: RunProgress) -> Iterator[pa.Table]:
     """The clip stream's result tables for the driver loop, counted into progress; when it ends, Ray Data's task
     time per operator (decode tasks, inference actors) goes into the manifest's stage_s."""
@@ -587,10 +675,14 @@ def _run(
     frames = config.out.frame_embeddings
     sink = UnitSink(store, run_id, pipeline, clip_schema, plans, todo.done, todo.units, frames)
     if todo.slices:
-        stream = _clip_stream(config, todo.slices, result_schema(task_fields, frames))
+        shapes = [p.shape for p in plans if p.shape]
+        stream = _clip_stream(config, todo.slices, shapes, result_schema(task_fields, frames))
+        nodes = NodeTally()
         for table in _stream_batches(stream, todo.units, todo.clips, progress):
+            nodes.add(table)
             sink.add(table)
             progress.clips_arrived(table.num_rows, units_done=len(sink.outcomes))
+        summary.nodes = nodes.to_dict(_node_addresses())
     if sink.unfinished():
         raise RuntimeError(f"{sink.unfinished()} work units returned incomplete results")
     outcomes = {**done, **sink.outcomes}

@@ -43,6 +43,9 @@ class WorkUnit:
     start_offset_s: float  # the video's first-frame time on the file's own clock
     keyframe_interval_s: float
     clips: tuple[ClipPlan, ...] = field(default_factory=tuple)
+    # the source's coded size (0: unknown): what the decoder's own buffers cost (vidbatch.decode.memory)
+    width: int = 0
+    height: int = 0
 
     @property
     def unit_id(self) -> str:
@@ -156,6 +159,8 @@ def plan_work_units(
             start_offset_s=info.start_s,
             keyframe_interval_s=info.keyframe_interval_s,
             clips=tuple(group),
+            width=info.width,
+            height=info.height,
         )
         for i, group in enumerate(groups)
     ]

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import platform
 import uuid
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
+
+import pyarrow as pa
 
 from vidbatch.config import JobConfig
 from vidbatch.core.storage import OutputStore
@@ -79,6 +82,9 @@ class RunSummary:
     # seconds per driver phase (list, ray start-up, probe, shots, stream = decode + inference overlapping) and
     # Ray Data's summed task time per operator (`ray_task_s:MapBatches(DecodeStage)`, ...); see vidbatch.progress
     stage_s: dict[str, float] = field(default_factory=dict)
+    # per Ray node id: where this attempt's clip stream ran (NodeTally): decode tasks and the clips they decoded,
+    # inference batches and the clips in them, and the node's address
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def throughput(self) -> dict[str, float]:
@@ -96,6 +102,39 @@ class RunSummary:
 
     def write(self, store: OutputStore) -> str:
         return store.write_json(f"runs/{self.run_id}.json", self.to_dict())
+
+
+# Columns the clip stream's result rows carry to the driver only (never written): the Ray node and task that
+# decoded each clip, and the node and batch that ran its inference (empty when no inference ran).
+DECODE_NODE, DECODE_TASK, INFER_NODE, INFER_BATCH = "decode_node", "decode_task", "infer_node", "infer_batch"
+PLACEMENT_COLUMNS = (DECODE_NODE, DECODE_TASK, INFER_NODE, INFER_BATCH)
+
+
+class NodeTally:
+    """Where the work ran, from the placement columns of the result rows as they arrive (rows Ray computed again
+    after a lost worker count where they ran): per node, distinct decode tasks and inference batches, and clips."""
+
+    def __init__(self) -> None:
+        self._work: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"decode": set(), "infer": set()})
+        self._clips: dict[str, dict[str, int]] = defaultdict(lambda: {"decode": 0, "infer": 0})
+
+    def add(self, table: pa.Table) -> None:
+        for kind, node, unit in (("decode", DECODE_NODE, DECODE_TASK), ("infer", INFER_NODE, INFER_BATCH)):
+            pairs = table.select([node, unit]).group_by([node, unit]).aggregate([([], "count_all")])
+            for n, u, c in zip(*(pairs[x].to_pylist() for x in (node, unit, "count_all"))):
+                if n:
+                    self._work[n][kind].add(u)
+                    self._clips[n][kind] += c
+
+    def to_dict(self, addresses: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+        return {
+            node: {
+                "address": (addresses or {}).get(node, ""),
+                "decode_tasks": len(work["decode"]), "decoded_clips": self._clips[node]["decode"],
+                "inference_batches": len(work["infer"]), "inferred_clips": self._clips[node]["infer"],
+            }
+            for node, work in sorted(self._work.items())
+        }
 
 
 def status_for(counts: RunCounts, partial_ok: bool = False) -> tuple[str, int]:

@@ -7,6 +7,8 @@ finds a result row's unit and its key). Decode tasks read their slice of units f
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -19,6 +21,7 @@ from vidbatch.config import RetryConfig
 from vidbatch.core import retry
 from vidbatch.core.errors import ErrorRow
 from vidbatch.core.storage import OutputStore
+from vidbatch.decode.memory import UnitShape
 from vidbatch.plan.listing import VideoSource
 from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.plan.probe import VideoInfo
@@ -40,6 +43,7 @@ class VideoPlan:
     line: int  # the line of its first unit in that file
     unit_starts: tuple[int, ...]  # clip_index of each unit's first clip (clip indexes run on across units)
     clips: int  # clips planned
+    shape: UnitShape | None = None  # bounds every one of its units' decode budget (decode.memory_mb: auto)
 
     @property
     def video_id(self) -> str:
@@ -56,6 +60,7 @@ class VideoPlan:
             "source": v.source.to_dict(), "info": v.info.to_dict() if v.info else None,
             "error": v.error.to_dict() if v.error else None, "file": self.file, "line": self.line,
             "unit_starts": list(self.unit_starts), "clips": self.clips,
+            "shape": dataclasses.asdict(self.shape) if self.shape else None,
         })
 
     @classmethod
@@ -65,7 +70,8 @@ class VideoPlan:
             VideoSource(**d["source"]), VideoInfo(**d["info"]) if d["info"] else None, (),
             ErrorRow(**d["error"]) if d["error"] else None,
         )
-        return cls(video, d["file"], d["line"], tuple(d["unit_starts"]), d["clips"])
+        shape = UnitShape(**d["shape"]) if d["shape"] else None
+        return cls(video, d["file"], d["line"], tuple(d["unit_starts"]), d["clips"], shape)
 
 
 def stage_plans(store: OutputStore, run_id: str, videos: list[PreparedVideo]) -> list[VideoPlan]:
@@ -78,7 +84,10 @@ def stage_plans(store: OutputStore, run_id: str, videos: list[PreparedVideo]) ->
     for v in videos:
         starts = tuple(u.clips[0].clip_index for u in v.units)
         clips = sum(len(u.clips) for u in v.units)
-        plans.append(VideoPlan(PreparedVideo(v.source, v.info, (), v.error), file if v.units else None, len(lines), starts, clips))
+        shape = functools.reduce(UnitShape.widest, (UnitShape.of(u) for u in v.units)) if v.units else None
+        plans.append(
+            VideoPlan(PreparedVideo(v.source, v.info, (), v.error), file if v.units else None, len(lines), starts, clips, shape)
+        )
         lines += (json.dumps(u.to_dict()) for u in v.units)
     if lines:
         store.write_bytes(file, ("\n".join(lines) + "\n").encode())
