@@ -161,3 +161,36 @@ def test_model_stage_isolates_a_failing_video(cut_video: Path):
     assert [s["start_frame"] for s in json.loads(out["shots_json"][0])][:3] == [0, *CUTS]
     assert json.loads(out["error_json"][1])["stage"] == "infer" and out["shots_json"][1] == ""
     assert list(out["frames"]) == [b"", b""]
+
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """4 minutes at 25 fps, tiny: 6,000 frames, 23 MB at 48x27."""
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", seconds=240, fps=25, width=64, height=36, gop=250)
+
+
+@pytest.mark.parametrize("detector", ["transnetv2", "content"])
+def test_shot_decode_stage_memory_is_flat_however_long_the_video(detector, long_video: Path):
+    """Issue 13: a video's 48x27 frames stream through the shot stage in bounded rows and buffers; holding a whole
+    video grows 350 MB per hour and breaks Arrow's 2 GiB cell limit at about 6 h."""
+    import json
+    import tracemalloc
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.shots.stages import ShotDecodeStage
+
+    stage = ShotDecodeStage(ShotsConfig(detector=detector, device="cpu"))
+    whole = 6000 * 27 * 48 * 3
+    tracemalloc.start()
+    try:
+        biggest = n_rows = 0
+        for row in stage({"video_json": json.dumps({"uri": str(long_video), "video_id": "v"})}):
+            assert isinstance(row, dict) and row["error_json"] == ""
+            biggest, n_rows = max(biggest, len(row["frames"])), n_rows + 1
+            del row
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert biggest <= 1100 * 27 * 48 * 3  # at most one chunk of windows per row
+    assert peak < whole / 3, f"peak {peak / 2**20:.1f} MiB for a {whole / 2**20:.1f} MiB video"
