@@ -187,6 +187,10 @@ class ShotsConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="transnetv2, as inference.device; `content` runs in the decode tasks on the CPU whatever this says."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="transnetv2: `auto` runs bf16 autocast on a CPU with native bf16 (1.9x faster, same shots "
+        "on the benchmark videos: benchmarks/README.md) and fp32 elsewhere; fp32 gives the package's predictions exactly."
+    )
 
     @model_validator(mode="after")
     def _gpus_match_device(self) -> ShotsConfig:
