@@ -15,6 +15,7 @@ data dir), interleaved, in one process:
                         ffmpeg CLI and ffmpeg-python, absent here; it decodes the same bicubic 48x27 frames)
   vidbatch-end-to-end   iter_lowres chunks streamed into the `transnetv2` detector (default precision: auto)
   vidbatch-fp32         the same at precision fp32
+  vidbatch-window-300   precision auto with shots.window_frames 300 (each window predicts 250 frames, not 50)
 
 and prints each line's total time over all videos, the ratio of the package's inference-only time to vidbatch's
 end-to-end time (the goal's ratio: decode counts against vidbatch only), F1 of each line's shot starts against the
@@ -132,6 +133,7 @@ def against_package(generated: Path, repeats: int) -> None:
     package = TransNetV2(device="cpu")  # as a package user builds it: its seeds and deterministic algorithms on
     print(f"package model load {time.perf_counter() - t:.2f}s")
     ours = {p: get_detector("transnetv2")(device="cpu", precision=p) for p in ("auto", "fp32")}
+    ours["window-300"] = get_detector("transnetv2")(device="cpu", window=300)
     print(f"vidbatch precision auto -> {ours['auto'].precision}; torch threads {torch.get_num_threads()}")
 
     def package_starts(frames: np.ndarray) -> list[int]:
@@ -150,6 +152,7 @@ def against_package(generated: Path, repeats: int) -> None:
             "package-end-to-end": lambda p=path: package_starts(decode_lowres(str(p))),
             "vidbatch-end-to-end": lambda p=path: starts_of(ours["auto"].detect(c for c, _ in iter_lowres(str(p)))),
             "vidbatch-fp32": lambda p=path: starts_of(ours["fp32"].detect(c for c, _ in iter_lowres(str(p)))),
+            "vidbatch-window-300": lambda p=path: starts_of(ours["window-300"].detect(c for c, _ in iter_lowres(str(p)))),
         }
         times: dict[str, list[float]] = {k: [] for k in lines}
         found: dict[str, list[int]] = {}

@@ -167,19 +167,20 @@ def test_model_stage_isolates_a_failing_video(cut_video: Path):
 
 
 @pytest.mark.parametrize("n", [1, 49, 50, 51, 149, 150, 1000, 1151])
-@pytest.mark.parametrize("per_chunk", [1, 3])
-def test_window_chunks_are_the_references_windows_in_order(n, per_chunk):
-    """Chunks cut while the frames stream in hold exactly the reference's padded windows, each window once."""
-    from vidbatch.shots.transnetv2_detector import STEP, WINDOW, window_chunks
+@pytest.mark.parametrize(("per_chunk", "window"), [(1, 100), (3, 100), (None, 100), (2, 300)])
+def test_window_chunks_are_the_references_windows_in_order(n, per_chunk, window):
+    """Chunks cut while the frames stream in hold exactly the padded windows, each window once."""
+    from vidbatch.shots.transnetv2_detector import window_chunks
 
     frames = np.arange(n, dtype=np.int64)[:, None, None, None] * np.ones((1, 2, 2, 3), np.int64)
-    starts, pad_end = padded_windows(n)
+    starts, pad_end = padded_windows(n, window)
     padded = np.concatenate([np.repeat(frames[:1], 25, 0), frames, np.repeat(frames[-1:], pad_end, 0)])
     pieces = [frames[i : i + 37] for i in range(0, n, 37)]  # input chunks unrelated to the window grid
-    windows = [c[s : s + WINDOW] for c in window_chunks(pieces, per_chunk) for s in range(0, len(c) - WINDOW + 1, STEP)]
-    assert len(windows) == len(starts)
+    chunks = list(window_chunks(pieces, per_chunk, window))
+    windows = [c[s : s + window] for c in chunks for s in range(0, len(c) - window + 1, window - 50)]
+    assert len(windows) == len(starts) and sum(len(c) - 50 for c in chunks) >= n
     for w, s in zip(windows, starts):
-        np.testing.assert_array_equal(w, padded[s : s + WINDOW])
+        np.testing.assert_array_equal(w, padded[s : s + window])
 
 
 def test_a_video_streams_through_the_stages_to_the_same_shots(cut_video: Path, lowres, transnet, monkeypatch):
@@ -190,7 +191,7 @@ def test_a_video_streams_through_the_stages_to_the_same_shots(cut_video: Path, l
     from vidbatch.config import ShotsConfig
     from vidbatch.shots import stages
 
-    monkeypatch.setattr(stages, "CHUNK_WINDOWS", 1)
+    monkeypatch.setattr(stages, "chunk_windows", lambda window: 1)
     threads = torch.get_num_threads()
     try:
         cfg = ShotsConfig(detector="transnetv2", device="cpu", num_cpus=threads, precision="fp32")

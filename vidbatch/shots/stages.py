@@ -2,7 +2,7 @@
 tests call them directly.
 
 A video streams through them in rows of bounded size (issue 13): the decode stage yields one row per chunk of
-TransNetV2 windows (raw bytes, at most CHUNK_WINDOWS windows: 4 MB), the model stage turns each into the
+TransNetV2 windows (raw bytes, about 1,000 frames: 4 MB), the model stage turns each into the
 predictions of its frames, and `video_results` stitches a video's rows back in order on the driver, where only the
 predictions and frame times (12 bytes a frame) of a video meet. A detector without a model consumes the chunks in
 the decode task and yields one row with the shots.
@@ -23,14 +23,17 @@ from vidbatch.core.errors import ErrorRow
 from vidbatch.core.faults import is_systemic
 from vidbatch.shots import ShotDetector, get_detector
 from vidbatch.shots.lowres import HEIGHT, WIDTH, iter_lowres
-from vidbatch.shots.transnetv2_detector import CHUNK_WINDOWS, shots_from_predictions, window_chunks
+from vidbatch.shots.transnetv2_detector import chunk_windows, shots_from_predictions, window_chunks
 
 ROW_COLUMNS = ("video_json", "chunk_index", "last", "n_frames", "frames", "frame_times", "predictions", "shots_json", "error_json")
 
 
 def build_detector(cfg: ShotsConfig) -> ShotDetector:
     cls = get_detector(cfg.detector)
-    model_args = {"batch_size": cfg.batch_size, "device": cfg.device, "precision": cfg.precision} if cls.needs_model else {}
+    model_args = (
+        {"batch_size": cfg.batch_size, "device": cfg.device, "precision": cfg.precision, "window": cfg.window_frames}
+        if cls.needs_model else {}
+    )
     return cls(threshold=cfg.threshold, min_shot_frames=cfg.min_shot_frames, **model_args)
 
 
@@ -82,7 +85,8 @@ class ShotDecodeStage:
                 yield _row(video, n_frames=n_frames, frame_times=new_times(), shots=shots)
                 return
             pending = None  # one chunk's bytes held back, so the last row is known to be last
-            for chunk in window_chunks(frames(), CHUNK_WINDOWS):
+            window = self.shots.window_frames
+            for chunk in window_chunks(frames(), chunk_windows(window), window):
                 if pending is not None:
                     yield _row(video, index, False, frames=pending, frame_times=new_times())
                     index += 1

@@ -35,7 +35,7 @@ from vidbatch.shots.registry import (
 
 WINDOW, STEP, CONTEXT = 100, 50, 25
 DEFAULT_BATCH = {"cuda": 16, "cpu": 1}  # windows per forward; on CPU one window stays in cache (benchmarks/README.md)
-CHUNK_WINDOWS = 20  # windows per chunk: 1,050 frames (4 MB, 42 s at 25 fps) travel as one row to the model
+CHUNK_FRAMES = 1000  # predicted frames per chunk row (see chunk_windows)
 Precision = Literal["auto", "fp32", "bf16"]
 
 
@@ -62,20 +62,30 @@ def load_transnetv2(device: torch.device) -> torch.nn.Module:
         return TransNetV2(device=device.type)
 
 
-def padded_windows(n_frames: int) -> tuple[np.ndarray, int]:
-    """Start index of each 100-frame window into the padded video, and how many last-frame copies pad its end
-    (the reference's scheme: 25 first-frame copies before, windows every 50 frames covering every frame)."""
-    pad_end = CONTEXT + STEP - (n_frames % STEP or STEP)
+def padded_windows(n_frames: int, window: int = WINDOW) -> tuple[np.ndarray, int]:
+    """Start index of each window into the padded video, and how many last-frame copies pad its end. With the
+    reference's 100 frames: 25 first-frame copies before, windows every 50 frames covering every frame. A longer
+    window keeps the 25 frames of context on each side and predicts window - 50 frames."""
+    keep = window - 2 * CONTEXT
+    pad_end = CONTEXT + keep - (n_frames % keep or keep)
     total = CONTEXT + n_frames + pad_end
-    return np.arange(0, total - WINDOW + 1, STEP), pad_end
+    return np.arange(0, total - window + 1, keep), pad_end
 
 
-def window_chunks(chunks: Iterable[np.ndarray], windows_per_chunk: int = CHUNK_WINDOWS) -> Iterator[np.ndarray]:
-    """The padded video of `padded_windows`, cut as the frames stream in: consecutive slices of STEP * k + STEP
-    frames (k <= windows_per_chunk whole windows), each overlapping the next by STEP frames. Chunk i's predictions
-    (`chunk_predictions`) are those of frames STEP * windows_per_chunk * i onwards; at most one chunk plus one
-    input chunk is held at a time."""
-    size = STEP * windows_per_chunk + STEP
+def chunk_windows(window: int) -> int:
+    """Windows per chunk: about 1,000 predicted frames (4 MB, 40 s at 25 fps) travel as one row to the model."""
+    return max(1, CHUNK_FRAMES // (window - 2 * CONTEXT))
+
+
+def window_chunks(
+    chunks: Iterable[np.ndarray], windows_per_chunk: int | None = None, window: int = WINDOW
+) -> Iterator[np.ndarray]:
+    """The padded video of `padded_windows`, cut as the frames stream in: consecutive slices holding k <=
+    windows_per_chunk whole windows (keep * k + 50 frames, keep = window - 50), each overlapping the next by 50
+    frames. Chunk i's predictions (`chunk_predictions`) are those of frames keep * windows_per_chunk * i onwards;
+    at most one chunk plus one input chunk is held at a time."""
+    keep = window - 2 * CONTEXT
+    size = keep * (windows_per_chunk or chunk_windows(window)) + 2 * CONTEXT
     buffer: np.ndarray | None = None
     n, last = 0, None
     for frames in chunks:
@@ -86,12 +96,12 @@ def window_chunks(chunks: Iterable[np.ndarray], windows_per_chunk: int = CHUNK_W
         n, last = n + len(frames), frames[-1:]
         while len(buffer) >= size:
             yield buffer[:size]
-            buffer = buffer[size - STEP :]
+            buffer = buffer[size - 2 * CONTEXT :]
     if buffer is None:
         return
-    _, pad_end = padded_windows(n)
-    rest = np.concatenate([buffer, np.repeat(last, pad_end, 0)])  # STEP * m + WINDOW frames, m >= 0
-    for start in range(0, len(rest) - WINDOW + 1, size - STEP):
+    _, pad_end = padded_windows(n, window)
+    rest = np.concatenate([buffer, np.repeat(last, pad_end, 0)])  # keep * m + window frames, m >= 0
+    for start in range(0, len(rest) - window + 1, size - 2 * CONTEXT):
         yield rest[start : start + size]
 
 
@@ -124,8 +134,12 @@ class TransNetV2Detector(ShotDetector):
     needs_model = True
 
     def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None,
-                 batch_size: int | None = None, device: str = "auto", precision: Precision = "auto") -> None:
+                 batch_size: int | None = None, device: str = "auto", precision: Precision = "auto",
+                 window: int = WINDOW) -> None:
         super().__init__(threshold, min_shot_frames)
+        if window <= 2 * CONTEXT:
+            raise ValueError(f"window {window} must be longer than the {2 * CONTEXT} frames of context it keeps")
+        self.window = window
         self.device = pick_device(device)
         self.batch_size = batch_size or DEFAULT_BATCH[self.device.type]
         self.precision = resolve_precision(precision, self.device)
@@ -133,16 +147,17 @@ class TransNetV2Detector(ShotDetector):
 
     @torch.inference_mode()
     def chunk_predictions(self, chunk: np.ndarray) -> np.ndarray:
-        """(len(chunk) - STEP,) float32 single-frame transition probabilities of one `window_chunks` chunk, as
-        `TransNetV2.predict_frames` computes them window by window."""
-        starts = range(0, len(chunk) - WINDOW + 1, STEP)
+        """(len(chunk) - 50,) float32 single-frame transition probabilities of one `window_chunks` chunk, as
+        `TransNetV2.predict_frames` computes them window by window (at the reference's window length)."""
+        keep = self.window - 2 * CONTEXT
+        starts = range(0, len(chunk) - self.window + 1, keep)
         out = []
         autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
         for b in range(0, len(starts), self.batch_size):
-            windows = np.stack([chunk[s : s + WINDOW] for s in starts[b : b + self.batch_size]])
+            windows = np.stack([chunk[s : s + self.window] for s in starts[b : b + self.batch_size]])
             with autocast:
                 single, _ = self.model.predict_raw(to_device(windows, self.device))
-            out.append(single[:, CONTEXT : CONTEXT + STEP, 0].float().cpu())
+            out.append(single[:, CONTEXT : CONTEXT + keep, 0].float().cpu())
         return torch.cat(out).reshape(-1).numpy()
 
     def frame_predictions(self, frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
@@ -155,7 +170,7 @@ class TransNetV2Detector(ShotDetector):
                 n += len(chunk)
                 yield chunk
 
-        return np.concatenate([self.chunk_predictions(c) for c in window_chunks(counted())])[:n]
+        return np.concatenate([self.chunk_predictions(c) for c in window_chunks(counted(), window=self.window)])[:n]
 
     def detect(self, frames: np.ndarray | Iterable[np.ndarray]) -> list[Shot]:
         return self.shots_from_predictions(self.frame_predictions(frames))
