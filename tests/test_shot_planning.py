@@ -128,7 +128,7 @@ def test_shot_times_on_variable_frame_rate_video_are_the_frames_own_times(tmp_pa
 
     (vfr,) = make_corpus(tmp_path, kinds=["vfr_mp4"])
     source = VideoSource(uri=str(vfr.path), size=1, version="1")
-    row = ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": source.uri, "video_id": source.video_id})})
+    (row,) = ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": source.uri, "video_id": source.video_id})})
     times = np.frombuffer(row["frame_times"], np.float64)
     with av.open(str(vfr.path)) as c:
         pts = np.array([float(f.time) for f in c.decode(video=0)])

@@ -12,7 +12,7 @@ from videos import cross_fade, make_video, panning_shot
 from vidbatch.core.errors import DecodeError
 from vidbatch.shots import DETECTORS, Shot, get_detector, merge_short_shots
 from vidbatch.shots.lowres import decode_lowres
-from vidbatch.shots.transnetv2_detector import padded_windows
+from vidbatch.shots.transnetv2_windows import padded_windows
 
 FPS = 25
 CUTS = (30, 55)  # first frames of shots 2 and 3
@@ -37,7 +37,7 @@ def lowres(cut_video: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def transnet():
-    return get_detector("transnetv2")(batch_size=2, device="cpu")
+    return get_detector("transnetv2")(batch_size=2, device="cpu", precision="fp32")
 
 
 def test_lowres_decode_reads_every_frame_at_transnet_size(lowres):
@@ -131,13 +131,13 @@ def test_decode_stage_runs_a_model_free_detector_in_the_task(cut_video: Path, tm
     from vidbatch.shots.stages import ShotDecodeStage
 
     stage = ShotDecodeStage(ShotsConfig(detector="content"))
-    row = stage({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
+    (row,) = stage({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
     assert row["frames"] == b"" and row["error_json"] == "" and row["n_frames"] == N_FRAMES
     assert [s["start_frame"] for s in json.loads(row["shots_json"])] == [0, *CUTS]
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(100))
-    row = stage({"video_json": json.dumps({"uri": str(bad), "video_id": "b"})})
+    (row,) = stage({"video_json": json.dumps({"uri": str(bad), "video_id": "b"})})
     error = json.loads(row["error_json"])
     assert error["stage"] == "decode" and error["video_id"] == "b" and row["shots_json"] == ""
 
@@ -146,18 +146,92 @@ def test_model_stage_isolates_a_failing_video(cut_video: Path):
     import json
 
     from vidbatch.config import ShotsConfig
-    from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
+    from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor, video_results
 
     threads = torch.get_num_threads()
     try:
         cfg = ShotsConfig(detector="transnetv2", batch_size=4, device="cpu", num_cpus=threads)
-        row = ShotDecodeStage(cfg)({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
-        assert len(row["frames"]) == N_FRAMES * 27 * 48 * 3 and row["shots_json"] == ""
-        broken = {**row, "video_json": json.dumps({"uri": "x.mp4", "video_id": "x"}), "n_frames": N_FRAMES + 1}
+        (row,) = ShotDecodeStage(cfg)({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})})
+        assert len(row["frames"]) == (25 + N_FRAMES + 40) * 27 * 48 * 3 and row["shots_json"] == "" and row["last"]
+        broken = {**row, "video_json": json.dumps({"uri": "x.mp4", "video_id": "x"}), "frames": row["frames"][:-1]}
         batch = {k: np.array([row[k], broken[k]], dtype=object) for k in row}
         out = ShotModelActor(cfg)(batch)
     finally:
         torch.set_num_threads(threads)
-    assert [s["start_frame"] for s in json.loads(out["shots_json"][0])][:3] == [0, *CUTS]
     assert json.loads(out["error_json"][1])["stage"] == "infer" and out["shots_json"][1] == ""
     assert list(out["frames"]) == [b"", b""]
+    rows = [{k: v[i] for k, v in out.items()} for i in range(2)]
+    good, bad = video_results(rows, cfg)
+    assert [s["start_frame"] for s in json.loads(good["shots_json"])][:3] == [0, *CUTS]
+    assert json.loads(bad["error_json"])["stage"] == "infer"
+
+
+@pytest.mark.parametrize("n", [1, 49, 50, 51, 149, 150, 1000, 1151])
+@pytest.mark.parametrize(("per_chunk", "window"), [(1, 100), (3, 100), (None, 100), (2, 300)])
+def test_window_chunks_are_the_references_windows_in_order(n, per_chunk, window):
+    """Chunks cut while the frames stream in hold exactly the padded windows, each window once."""
+    from vidbatch.shots.transnetv2_windows import window_chunks
+
+    frames = np.arange(n, dtype=np.int64)[:, None, None, None] * np.ones((1, 2, 2, 3), np.int64)
+    starts, pad_end = padded_windows(n, window)
+    padded = np.concatenate([np.repeat(frames[:1], 25, 0), frames, np.repeat(frames[-1:], pad_end, 0)])
+    pieces = [frames[i : i + 37] for i in range(0, n, 37)]  # input chunks unrelated to the window grid
+    chunks = list(window_chunks(pieces, per_chunk, window))
+    windows = [c[s : s + window] for c in chunks for s in range(0, len(c) - window + 1, window - 50)]
+    assert len(windows) == len(starts) and sum(len(c) - 50 for c in chunks) >= n
+    for w, s in zip(windows, starts):
+        np.testing.assert_array_equal(w, padded[s : s + window])
+
+
+def test_a_video_streams_through_the_stages_to_the_same_shots(cut_video: Path, lowres, transnet, monkeypatch):
+    """Decode rows of one window each, one model call per row, stitched on the driver in any row order: the
+    predictions and shots of the whole video in one array."""
+    import json
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.shots import stages
+
+    monkeypatch.setattr(stages, "chunk_windows", lambda window: 1)
+    threads = torch.get_num_threads()
+    try:
+        cfg = ShotsConfig(detector="transnetv2", device="cpu", num_cpus=threads, precision="fp32")
+        rows = list(stages.ShotDecodeStage(cfg)({"video_json": json.dumps({"uri": str(cut_video), "video_id": "v"})}))
+        actor = stages.ShotModelActor(cfg)
+        out = [actor.predict_row(r) for r in rows]
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["chunk_index"] for r in rows] == [0, 1, 2] and [r["last"] for r in rows] == [False, False, True]
+    stitched = np.concatenate([np.frombuffer(r["predictions"], np.float32) for r in out])[:N_FRAMES]
+    np.testing.assert_allclose(stitched, transnet.frame_predictions(lowres), atol=1e-6)
+    (result,) = stages.video_results(out[::-1], cfg)
+    shots = [(s["start_frame"], s["end_frame"], s["boundary_score"]) for s in json.loads(result["shots_json"])]
+    assert shots == [(s.start_frame, s.end_frame, pytest.approx(s.boundary_score)) for s in transnet.detect(lowres)]
+    assert np.frombuffer(result["frame_times"], np.float64) == pytest.approx(np.arange(N_FRAMES) / FPS)
+
+
+@pytest.mark.parametrize("detector", ["transnetv2", "content"])
+def test_shot_decode_stage_memory_is_flat_however_long_the_video(detector, tmp_path: Path):
+    """Issue 13: a video's 48x27 frames stream through the shot stage in bounded rows and buffers, so a 6-minute
+    video peaks where a 2-minute one does; holding a whole video grows 350 MB per hour and breaks Arrow's 2 GiB
+    cell limit at about 6 h."""
+    import json
+    import tracemalloc
+
+    from vidbatch.config import ShotsConfig
+    from vidbatch.shots.stages import ShotDecodeStage
+
+    stage = ShotDecodeStage(ShotsConfig(detector=detector, device="cpu"))
+    peaks, biggest = {}, 0
+    for seconds in (120, 360):
+        video = make_video(tmp_path / f"{seconds}.mp4", seconds=seconds, fps=25, width=64, height=36, gop=250)
+        tracemalloc.start()
+        try:
+            for row in stage({"video_json": json.dumps({"uri": str(video), "video_id": "v"})}):
+                assert isinstance(row, dict) and row["error_json"] == ""
+                biggest = max(biggest, len(row["frames"]))
+                del row
+            peaks[seconds] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert biggest <= 1100 * 27 * 48 * 3  # at most one chunk of windows per row
+    assert peaks[360] < 1.25 * peaks[120], {s: f"{p / 2**20:.1f} MiB" for s, p in peaks.items()}

@@ -118,13 +118,14 @@ class BrokenDetector:
     def __init__(self, error: BaseException):
         self.error = error
 
-    def detect(self, frames):
+    def chunk_predictions(self, frames):
         raise self.error
 
 
 def shot_batch() -> dict:
-    rows = [{"video_json": json.dumps({"uri": f"{v}.mp4", "video_id": v}), "n_frames": 2,
-             "frames": bytes(2 * 27 * 48 * 3), "shots_json": "", "error_json": ""} for v in ("a", "b")]
+    rows = [{"video_json": json.dumps({"uri": f"{v}.mp4", "video_id": v}), "chunk_index": 0, "last": True,
+             "n_frames": 2, "frames": bytes(100 * 27 * 48 * 3), "frame_times": b"", "predictions": b"",
+             "shots_json": "", "error_json": ""} for v in ("a", "b")]
     return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
 
 
@@ -149,6 +150,6 @@ def test_shot_decode_stage_raises_programming_errors(monkeypatch):
     def bug(*args, **kwargs):
         raise AttributeError("bug")
 
-    monkeypatch.setattr(stages, "decode_lowres_timed", bug)
+    monkeypatch.setattr(stages, "iter_lowres", bug)
     with pytest.raises(AttributeError):
-        stages.ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": "a.mp4", "video_id": "a"})})
+        next(stages.ShotDecodeStage(ShotsConfig(detector="content"))({"video_json": json.dumps({"uri": "a.mp4", "video_id": "a"})}))

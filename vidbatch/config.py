@@ -194,6 +194,16 @@ class ShotsConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="transnetv2, as inference.device; `content` runs in the decode tasks on the CPU whatever this says."
     )
+    window_frames: int = Field(
+        100, gt=50, description="transnetv2: frames per window; each predicts its middle window - 50 "
+        "frames. 100 is the package's own scheme (same predictions); longer windows predict more frames per frame "
+        "computed (100: every frame runs through the network twice) and gave the same shots on the benchmark videos "
+        "(benchmarks/README.md)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="transnetv2: `auto` runs bf16 autocast on a CPU with native bf16 (1.9x faster, same shots "
+        "on the benchmark videos: benchmarks/README.md) and fp32 elsewhere; fp32 gives the package's predictions exactly."
+    )
 
     @model_validator(mode="after")
     def _gpus_match_device(self) -> ShotsConfig:

