@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from vidbatch.store.committed import table_dataset
+from vidbatch.store.committed import snapshot_versions, table_dataset, table_files
 from vidbatch.store.vector_index import embedding_matrix
 
 
@@ -28,8 +28,9 @@ BATCH_ROWS = 16_384  # rows per batch when streaming: 16k x 1280 float32 is 80 M
 
 def embedded_clips(out: str, storage_options: dict[str, Any] | None = None, as_of: str | None = None,
                    versions: dict[str, int] | None = None) -> pads.Dataset:
-    """The clips table of the snapshot, refused (ValueError) when it has no embedding column."""
-    ds = table_dataset(out, "clips", storage_options, as_of, versions)
+    """The clips table of the snapshot as files to stream, refused (ValueError) when it has no embedding column."""
+    versions = snapshot_versions(out, storage_options, as_of) if versions is None else versions
+    ds = table_files(out, "clips", storage_options, versions)
     if ds is None or "embedding" not in ds.schema.names:
         raise ValueError(f"{out}: {NO_EMBEDDINGS}")
     return ds
@@ -49,9 +50,9 @@ def pick_model(out: str, models: list[str], model: str | None) -> str:
 
 
 def stored_models(ds: pads.Dataset) -> list[str]:
-    """Models that wrote embeddings (reads the model column only)."""
+    """Models that wrote clips (reads the model column only: filtering on the embedding would read it too)."""
     seen: set[str] = set()
-    for batch in ds.to_batches(columns=["model"], filter=pc.field("embedding").is_valid(), batch_size=BATCH_ROWS * 8):
+    for batch in ds.to_batches(columns=["model"], filter=pc.field("model").is_valid(), batch_size=BATCH_ROWS * 8):
         seen.update(pc.unique(batch["model"].drop_null()).to_pylist())
     return sorted(seen)
 

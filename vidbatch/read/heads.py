@@ -22,7 +22,13 @@ from vidbatch.core.schema import HEAD_PREDICTIONS
 from vidbatch.infer.head_files import HEAD_KINDS, ClipHead, get_head_kind, read_head
 from vidbatch.infer.head_registry import CLIP_INPUT, FRAMES_INPUT
 from vidbatch.infer.linear_head import LinearHead
-from vidbatch.read.embeddings import StoredFrames, clip_batches, embedded_clips, pick_model, stored_models
+from vidbatch.read.embeddings import (
+    StoredFrames,
+    clip_batches,
+    embedded_clips,
+    pick_model,
+    stored_models,
+)
 from vidbatch.store.committed import record_snapshot
 from vidbatch.store.delta import (
     commit_table,
@@ -174,6 +180,9 @@ def train_head(
 
     head_kind = get_head_kind(kind)
     ids = list(labels)
+    streamed = head_kind.reads == CLIP_INPUT
+    clips = LabelledClips(out, ids, model, storage_options) if streamed or compare else None  # checks the ids
+    data = None if streamed else LABELLED_INPUTS[head_kind.reads](out, ids, model if clips is None else clips.model, storage_options)
     classes = sorted(set(labels.values()))
     if len(classes) < 2:
         raise ValueError(f"labels: need at least two classes, got {classes}")
@@ -182,13 +191,10 @@ def train_head(
     if len(ids) - n_test < len(classes):
         raise ValueError(f"labels: {len(ids)} clips are too few to train and hold out {n_test} for {len(classes)} classes")
     train, test = train_test_split(np.arange(len(ids)), test_size=n_test, stratify=y, random_state=seed)
-    streamed = head_kind.reads == CLIP_INPUT
-    clips = LabelledClips(out, ids, model, storage_options) if streamed or compare else None
-    if streamed:
+    if data is None:
         accuracy, seconds = _held_out_streamed(clips, ids, y, classes, train, test)
         head = LinearHead.fit_batches(clips.batches({c: classes.index(labels[c]) for c in ids}), classes, clips.model)
     else:
-        data = LABELLED_INPUTS[head_kind.reads](out, ids, model if clips is None else clips.model, storage_options)
         accuracy, seconds = _held_out(head_kind, data, y, train, test, seed)
         head = head_kind.fit(data.inputs, y.tolist(), data.model, seed)
     baseline = baseline_seconds = None
