@@ -75,6 +75,7 @@ from vidbatch.store.manifest import (
 from vidbatch.store.publish import RunTables, publish
 from vidbatch.store.sink import UnitSink, unit_targets
 from vidbatch.store.tables import stage_shots, videos_table
+from vidbatch.store.vector_index import update_after_commit
 
 
 def _cluster_address(cfg: RayConfig) -> str | None:
@@ -593,3 +594,4 @@ def _run(
     summary.committed_at = datetime.now(UTC).isoformat()
     summary.write(store)
     store.remove_tree(f"{STAGING}/{run_id}")
+    update_after_commit(store, options)  # the search index, once the run is committed: it cannot undo the run

@@ -11,7 +11,6 @@ import pyarrow.dataset as pads
 from vidbatch.core.schema import FRAMES
 from vidbatch.core.storage import OutputStore
 from vidbatch.store.delta import commit_table, existing_tables, in_predicate, open_table
-from vidbatch.store.vector_index import update_after_commit
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,7 @@ def publish(
 ) -> dict[str, int]:
     """Commit every table the run touches; returns each output table's version afterwards (a snapshot that
     readers use to see this run's tables together). Every table exists after a run, empty if need be, so
-    readers and outside tools find the same set of tables. Then the search index is brought to the new clips
-    version (vidbatch/store/vector_index.py)."""
+    readers and outside tools find the same set of tables."""
     versions: dict[str, int] = {}
     replace = in_predicate("video_id", tables.replace_ids) if tables.replace_ids else None
     Data = pa.Table | Callable[[], pa.RecordBatchReader]
@@ -85,5 +83,4 @@ def publish(
         versions[name] = commit_table(
             store.url, name, data, app_id=app_id, seq=seq, options=options, replace=predicate, metadata={"run_id": run_id}
         )
-    update_after_commit(store, options)  # the clips' search index follows the new clips version
     return {**existing_tables(store.url, options), **versions}
