@@ -85,6 +85,20 @@ def test_transient_faults_are_retried(s3_run, s3_endpoint, bucket, mobilenet_wei
     assert_same_rows(clip_rows("s3://vb-test/out-faults", options), clip_rows("s3://vb-test/out", options))
 
 
+def test_search_index_on_s3(s3_run, s3_endpoint):
+    """The run committed an index next to its tables on S3; a search copies it down and maps it, and agrees with
+    the exact search streamed from the S3 files."""
+    from vidbatch.read.search import SearchQuery, run_search
+
+    _, options = s3_endpoint
+    clip_id = read_table("s3://vb-test/out", "clips", options)["clip_id"][3].as_py()
+    indexed = run_search("s3://vb-test/out", SearchQuery(like=clip_id), 4, storage_options=options)
+    exact = run_search("s3://vb-test/out", SearchQuery(like=clip_id), 4, storage_options=options, exact=True)
+    assert (indexed.method, exact.method) == ("index", "exact")
+    assert indexed.hits[0]["clip_id"] == exact.hits[0]["clip_id"] == clip_id
+    assert [h["similarity"] for h in indexed.hits] == pytest.approx([h["similarity"] for h in exact.hits], abs=2e-3)
+
+
 def test_optimize_and_vacuum_on_s3(s3_run, s3_endpoint):
     from vidbatch.store.maintenance import optimize_output, vacuum_output
 
@@ -95,3 +109,7 @@ def test_optimize_and_vacuum_on_s3(s3_run, s3_endpoint):
     removed = vacuum_output("s3://vb-test/out", options, retain_hours=0, dry_run=False)
     assert removed["clips"]  # the pre-compaction files
     assert_same_rows(clip_rows("s3://vb-test/out", options), before)
+    from vidbatch.read.search import SearchQuery, run_search
+
+    clip_id = read_table("s3://vb-test/out", "clips", options)["clip_id"][0].as_py()  # optimize re-indexed it
+    assert run_search("s3://vb-test/out", SearchQuery(like=clip_id), 2, storage_options=options).method == "index"

@@ -361,21 +361,26 @@ def search_command(
     k: Annotated[int, typer.Option("-k", min=1, help="How many clips.")] = 10,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model, when the clips hold several.")] = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Search the clips as a past run RUN_ID committed them (time travel).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Compare with every stored embedding (streamed from the table) instead of the approximate index.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Nearest clips by cosine similarity of their stored embeddings."""
+    """Nearest clips by cosine similarity of their stored embeddings: through the index a run builds when it
+    commits (approximate, memory-mapped), or exactly (--exact, or when no index covers the snapshot)."""
     import json
 
-    from vidbatch.read.search import SearchQuery, search
+    from vidbatch.read.search import SearchQuery, run_search
 
     if format_ not in ("table", "json"):
         raise _fail(f"--format {format_!r}: choose table or json")
     so = _storage_options(storage_option)
     _require_output(out, so)
     try:
-        hits = search(out, SearchQuery(like, image, video, at), k, model, so)
+        result = run_search(out, SearchQuery(like, image, video, at), k, model, so, as_of, exact)
     except ValueError as e:
         raise _fail(str(e)) from None
+    typer.echo(result.note, err=True)
+    hits = result.hits
     if format_ == "json":
         typer.echo(json.dumps(hits, indent=1))
         return
@@ -386,6 +391,23 @@ def search_command(
         for h in hits
     ]
     typer.echo(render_rows(["similarity", "video", "time", "label", "clip_id"], rows, numeric={"similarity", "time"}))
+
+
+@app.command("index")
+def index_command(
+    out: Annotated[str, typer.Argument(help="Output directory (any fsspec URL).")],
+    storage_option: StorageOptions = None,
+) -> None:
+    """Bring the search index up to the latest clips version (a run does this when it commits; this is for an
+    output written before indexes existed, or after a failed index update)."""
+    from vidbatch.core.storage import OutputStore
+    from vidbatch.store.delta import delta_storage_options
+    from vidbatch.store.vector_index import update_indexes
+
+    so = _storage_options(storage_option)
+    _require_output(out, so)
+    version = update_indexes(OutputStore(out, so), delta_storage_options(out, so))
+    typer.echo("no clips with embeddings: nothing to index" if version is None else f"index covers clips version {version}")
 
 
 @app.command("report")

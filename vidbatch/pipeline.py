@@ -86,6 +86,7 @@ from vidbatch.store.publish import RunTables, publish
 from vidbatch.store.plans import PlanStage, UnitSlices, VideoPlan, stage_plans, unit_slices
 from vidbatch.store.sink import UnitSink
 from vidbatch.store.tables import stage_shots, videos_table
+from vidbatch.store.vector_index import update_after_commit
 
 
 def _cluster_address(cfg: RayConfig) -> str | None:
@@ -749,3 +750,4 @@ def _run(
     summary.committed_at = datetime.now(UTC).isoformat()
     summary.write(store)
     store.remove_tree(f"{STAGING}/{run_id}")
+    update_after_commit(store, options)  # the search index, once the run is committed: it cannot undo the run

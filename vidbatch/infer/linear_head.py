@@ -1,11 +1,12 @@
 """The `linear` head kind: a linear classifier over one embedding model's clip embeddings.
 
-Trained as a logistic regression (scikit-learn) on standardised embeddings, stored as one matrix on raw ones.
-Its file keeps the format heads had before there were kinds (vidbatch/infer/head_registry.py). Trained by
-`vidbatch.read.heads`, applied there or as the `head` task.
+Trained as a logistic regression on standardised embeddings, stored as one matrix on raw ones. Its file keeps
+the format heads had before there were kinds (vidbatch/infer/head_registry.py). Trained by `vidbatch.read.heads`
+(from batches streamed off the clips table: `fit_batches`), applied there or as the `head` task.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ class LinearHead:
         return int(self.weight.shape[1])
 
     def probabilities(self, embeddings: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """(N, C) softmax of the logits; for two classes this equals scikit-learn's sigmoid (see from_sklearn)."""
+        """(N, C) softmax of the logits."""
         logits = torch.as_tensor(np.asarray(embeddings, np.float32) @ self.weight.T + self.bias)
         return logits.softmax(dim=1).numpy()
 
@@ -53,24 +54,57 @@ class LinearHead:
 
     @classmethod
     def fit(cls, inputs: list[np.ndarray], labels: list[str], embedding_model: str, seed: int) -> LinearHead:
-        """Multinomial logistic regression. Unit-norm embeddings give tiny logits that the default L2 penalty
-        flattens into "always the majority class": the features are standardised (folded into the weights) and
-        the classes balanced."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
-        x = np.asarray(inputs, np.float32)
-        scaler = StandardScaler().fit(x)
-        model = LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)
-        return cls.from_sklearn(model.fit(scaler.transform(x), np.asarray(labels)), scaler, embedding_model, None)
+        """fit_batches on inputs held in memory (one batch); seed: unused, the fit is deterministic."""
+        classes = sorted(set(labels))
+        y = np.searchsorted(classes, labels)
+        return cls.fit_batches(lambda: [(np.asarray(inputs, np.float32), y)], classes, embedding_model)
 
     @classmethod
-    def from_sklearn(cls, model: Any, scaler: Any, embedding_model: str, accuracy: float | None) -> LinearHead:
-        """The scaler's (x - mean) / scale is folded into the weights, so the head stays one matrix on raw embeddings.
-        Two classes: scikit-learn keeps one logit z (sigmoid); softmax over (-z/2, z/2) gives the same p."""
-        coef = model.coef_ / scaler.scale_
-        intercept = model.intercept_ - coef @ scaler.mean_
-        coef, intercept = coef.astype(np.float32), intercept.astype(np.float32)
-        if coef.shape[0] == 1:
-            coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
-        return cls([str(c) for c in model.classes_], embedding_model, coef, intercept, accuracy)
+    def fit_batches(
+        cls, batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], classes: list[str], embedding_model: str,
+        max_iter: int = 1000,
+    ) -> LinearHead:
+        """Class-balanced multinomial logistic regression with an L2 penalty (C=1) on standardised features: unit-
+        norm embeddings give tiny logits that the penalty would flatten into "always the majority class" otherwise.
+        scikit-learn's LogisticRegression(class_weight="balanced") objective, minimised by L-BFGS with the loss
+        and gradient summed over `batches` (a function that yields (embeddings, class indices) anew on each
+        call), so no more than one batch need be in memory. Deterministic, whatever the batches' order."""
+        from scipy.optimize import minimize
+
+        count, total, squares = np.zeros(len(classes)), 0.0, 0.0
+        for x, y in batches():
+            x = np.asarray(x, np.float64)
+            count += np.bincount(y, minlength=len(classes))
+            total, squares = total + x.sum(0), squares + (x * x).sum(0)
+        n = count.sum()
+        if (count == 0).any():
+            raise ValueError(f"no labelled clips of class {classes[int(np.flatnonzero(count == 0)[0])]!r} to train on")
+        mean = total / n
+        scale = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+        scale[scale < 1e-12] = 1.0  # as StandardScaler: a constant feature is left unscaled
+        weights = n / (len(classes) * count)  # class_weight="balanced"
+        dim, k = len(mean), len(classes)
+
+        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[: k * dim].reshape(k, dim), theta[k * dim :]
+            loss, grad_w, grad_b = 0.5 * float((w * w).sum()), w.copy(), np.zeros(k)
+            for x, y in batches():
+                z = (np.asarray(x, np.float64) - mean) / scale
+                logits = z @ w.T + b
+                logits -= logits.max(axis=1, keepdims=True)
+                log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+                s = weights[y]
+                loss -= float((s * log_p[np.arange(len(y)), y]).sum())
+                g = np.exp(log_p)
+                g[np.arange(len(y)), y] -= 1.0
+                g *= s[:, None]
+                grad_w += g.T @ z
+                grad_b += g.sum(axis=0)
+            return loss, np.concatenate([grad_w.ravel(), grad_b])
+
+        found = minimize(loss_and_grad, np.zeros(k * dim + k), jac=True, method="L-BFGS-B",
+                         options={"maxiter": max_iter, "gtol": 1e-4})
+        w, b = found.x[: k * dim].reshape(k, dim), found.x[k * dim :]
+        coef = w / scale  # fold the standardisation into the weights: one matrix on raw embeddings
+        intercept = b - coef @ mean
+        return cls(list(classes), embedding_model, coef.astype(np.float32), intercept.astype(np.float32), None)

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
-from vidbatch.store.committed import table_dataset
+from vidbatch.store.committed import snapshot_versions, table_dataset, table_files
+from vidbatch.store.vector_index import embedding_matrix
 
 
 @dataclass(frozen=True)
@@ -20,41 +22,72 @@ class ClipEmbeddings:
     model: str  # clips.model that produced them
 
 
-def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """(N, D) float32 view of a list<float32> column without per-row Python objects. Delta stores embeddings as
-    plain lists, so every row is checked to have the same D."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    lengths = pc.list_value_length(arr)
-    dims = pc.unique(lengths).to_pylist()
-    if len(dims) != 1:
-        raise ValueError(f"embeddings of different lengths {sorted(d for d in dims if d is not None)} in one model's clips")
-    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(arr), dims[0])
+NO_EMBEDDINGS = "no clips with embeddings (run the job with the classify task)"
+BATCH_ROWS = 16_384  # rows per batch when streaming: 16k x 1280 float32 is 80 MB
+
+
+def embedded_clips(out: str, storage_options: dict[str, Any] | None = None, as_of: str | None = None,
+                   versions: dict[str, int] | None = None) -> pads.Dataset:
+    """The clips table of the snapshot as files to stream, refused (ValueError) when it has no embedding column."""
+    versions = snapshot_versions(out, storage_options, as_of) if versions is None else versions
+    ds = table_files(out, "clips", storage_options, versions)
+    if ds is None or "embedding" not in ds.schema.names:
+        raise ValueError(f"{out}: {NO_EMBEDDINGS}")
+    return ds
+
+
+def pick_model(out: str, models: list[str], model: str | None) -> str:
+    """The model to read: `model` if stored, else the only one (ValueError when there are none or several)."""
+    if model is not None:
+        if model not in models:
+            raise ValueError(f"{out}: no clips embedded by {model!r}; stored models: {models}")
+        return model
+    if not models:
+        raise ValueError(f"{out}: {NO_EMBEDDINGS}")
+    if len(models) > 1:
+        raise ValueError(f"{out}: clips hold embeddings of several models {models}; choose one with --model")
+    return models[0]
+
+
+def stored_models(ds: pads.Dataset) -> list[str]:
+    """Models that wrote clips (reads the model column only: filtering on the embedding would read it too)."""
+    seen: set[str] = set()
+    for batch in ds.to_batches(columns=["model"], filter=pc.field("model").is_valid(), batch_size=BATCH_ROWS * 8):
+        seen.update(pc.unique(batch["model"].drop_null()).to_pylist())
+    return sorted(seen)
+
+
+def clip_batches(
+    ds: pads.Dataset, model: str, columns: list[str], batch_rows: int = BATCH_ROWS, only: pc.Expression | None = None
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """(rows, their (n, D) float32 embeddings) of one model's clips, a batch at a time in file order, reading only
+    `columns` and the embedding; little read-ahead, so memory stays at a few batches whatever the table's size."""
+    wanted = [c for c in dict.fromkeys(["clip_id", "embedding", *columns]) if c in ds.schema.names]
+    keep = (pc.field("model") == model) & pc.field("embedding").is_valid()
+    for batch in ds.to_batches(columns=wanted, filter=keep if only is None else keep & only, batch_size=batch_rows,
+                               batch_readahead=1, fragment_readahead=1):
+        if batch.num_rows:
+            yield batch, embedding_matrix(batch["embedding"])
 
 
 def load_clip_embeddings(
     out: str, columns: list[str], model: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> ClipEmbeddings:
-    """Clips with an embedding, of one embedding model. The committed view holds each clip once (a re-processed
-    video's older files are replaced in the same commit), so no de-duplication is needed here.
+    """Clips with an embedding, of one embedding model, all in memory (apply-head predicts every clip). The
+    committed view holds each clip once (a re-processed video's older files are replaced in the same commit), so
+    no de-duplication is needed here.
 
     Raises ValueError when there are none, or when several models wrote embeddings and `model` does not pick one.
     """
-    ds = table_dataset(out, "clips", storage_options)
-    if ds is None or "embedding" not in ds.schema.names:
-        raise ValueError(f"{out}: no clips with embeddings (run the job with the classify task)")
+    ds = embedded_clips(out, storage_options)
+    model = pick_model(out, stored_models(ds), model)
     wanted = list(dict.fromkeys(["clip_id", "model", "embedding", *columns]))
-    table = ds.to_table(columns=[c for c in wanted if c in ds.schema.names], filter=pc.field("embedding").is_valid())
-    table = table.sort_by("clip_id")  # one order whatever the files' order: heads train on the same split every time
-    models = sorted(set(table["model"].to_pylist()))
-    if model is not None:
-        if model not in models:
-            raise ValueError(f"{out}: no clips embedded by {model!r}; stored models: {models}")
-        table = table.filter(pc.equal(table["model"], model))
-    elif len(models) > 1:
-        raise ValueError(f"{out}: clips hold embeddings of several models {models}; choose one with --model")
+    table = ds.to_table(columns=[c for c in wanted if c in ds.schema.names],
+                        filter=(pc.field("model") == model) & pc.field("embedding").is_valid())
+    table = table.sort_by("clip_id")  # one order whatever the files' order
     if table.num_rows == 0:
-        raise ValueError(f"{out}: no clips with embeddings (run the job with the classify task)")
-    return ClipEmbeddings(table, embedding_matrix(table["embedding"]), models[0] if model is None else model)
+        raise ValueError(f"{out}: {NO_EMBEDDINGS}")
+    return ClipEmbeddings(table, embedding_matrix(table["embedding"]), model)
 
 
 def _no_frames(out: str) -> ValueError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +16,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidbatch.core.schema import HEAD_PREDICTIONS
 from vidbatch.infer.head_files import HEAD_KINDS, ClipHead, get_head_kind, read_head
 from vidbatch.infer.head_registry import CLIP_INPUT, FRAMES_INPUT
-from vidbatch.read.embeddings import StoredFrames, load_clip_embeddings
+from vidbatch.infer.linear_head import LinearHead
+from vidbatch.read.embeddings import (
+    StoredFrames,
+    clip_batches,
+    embedded_clips,
+    pick_model,
+    stored_models,
+)
 from vidbatch.store.committed import record_snapshot
 from vidbatch.store.delta import (
     commit_table,
@@ -53,13 +61,48 @@ class LabelledInputs:
     model: str  # clips.model that made them
 
 
-def _clip_inputs(out: str, clip_ids: list[str], model: str | None, storage_options: dict[str, Any] | None) -> LabelledInputs:
-    stored = load_clip_embeddings(out, [], model, storage_options)
-    index = {cid: i for i, cid in enumerate(stored.clips["clip_id"].to_pylist())}
-    unknown = [cid for cid in clip_ids if cid not in index]
-    if unknown:
-        raise ValueError(f"{len(unknown)} labelled clip ids are not in {out}/clips, e.g. {unknown[:3]}")
-    return LabelledInputs(clip_ids, list(stored.matrix[[index[c] for c in clip_ids]]), stored.model)
+class LabelledClips:
+    """The labelled clips' embeddings as batches off the clips table (only their rows and the embedding column are
+    read). Training passes over them once per L-BFGS step, so they are kept in memory when they fit in
+    MEMORY_BYTES and read again on each pass beyond that: memory stays bounded whatever the number of labels."""
+
+    MEMORY_BYTES = 512 << 20
+
+    def __init__(self, out: str, clip_ids: list[str], model: str | None, storage_options: dict[str, Any] | None):
+        self.ds = embedded_clips(out, storage_options)
+        self.model = pick_model(out, stored_models(self.ds), model)
+        found: set[str] = set()
+        for batch, _ in self._read(clip_ids):
+            found.update(batch["clip_id"].to_pylist())
+        unknown = [cid for cid in clip_ids if cid not in found]
+        if unknown:
+            raise ValueError(f"{len(unknown)} labelled clip ids are not in {out}/clips, e.g. {unknown[:3]}")
+
+    def _read(self, clip_ids: list[str]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        yield from clip_batches(self.ds, self.model, [], only=pc.field("clip_id").isin(sorted(clip_ids)))
+
+    def batches(self, labels: dict[str, int]) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]:
+        """A function that yields (embeddings, class index) of the clips in `labels`, a batch at a time."""
+        cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+        def read() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for batch, matrix in self._read(list(labels)):
+                yield matrix, np.array([labels[c] for c in batch["clip_id"].to_pylist()], np.int64)
+
+        def passes() -> Iterable[tuple[np.ndarray, np.ndarray]]:
+            nonlocal cache
+            if cache is not None:
+                return cache
+            size, kept = 0, []
+            for x, y in read():
+                size += x.nbytes
+                kept.append((x, y))
+                if size > self.MEMORY_BYTES:
+                    return read()  # too many to hold: every pass reads them again
+            cache = kept
+            return cache
+
+        return passes
 
 
 def _frame_inputs(out: str, clip_ids: list[str], model: str | None, storage_options: dict[str, Any] | None) -> LabelledInputs:
@@ -75,8 +118,8 @@ def _frame_inputs(out: str, clip_ids: list[str], model: str | None, storage_opti
     return LabelledInputs(clip_ids, [by_id[c] for c in clip_ids], stored.model)
 
 
-# what a head kind reads (ClipHead.reads) -> how the labelled clips' inputs are loaded
-LABELLED_INPUTS = {CLIP_INPUT: _clip_inputs, FRAMES_INPUT: _frame_inputs}
+# what a temporal head kind reads: the labelled clips' frame sequences (clip heads stream: LabelledClips)
+LABELLED_INPUTS = {FRAMES_INPUT: _frame_inputs}
 
 
 def temporal_kinds() -> list[str]:
@@ -110,18 +153,36 @@ def _held_out(
     return _accuracy(head, [data.inputs[i] for i in test], y[test]), seconds
 
 
+def _held_out_streamed(
+    clips: LabelledClips, ids: list[str], y: np.ndarray, classes: list[str], train: np.ndarray, test: np.ndarray
+) -> tuple[float, float]:
+    """_held_out of a linear head, fitted and scored on batches streamed from the clips table."""
+    index = {c: i for i, c in enumerate(classes)}
+    started = time.perf_counter()
+    head = LinearHead.fit_batches(clips.batches({ids[i]: index[y[i]] for i in train}), classes, clips.model)
+    seconds = time.perf_counter() - started
+    right = total = 0
+    for x, truth in clips.batches({ids[i]: index[y[i]] for i in test})():
+        right += int((head.probabilities(x).argmax(axis=1) == truth).sum())
+        total += len(truth)
+    return right / total, seconds
+
+
 def train_head(
     out: str, labels: dict[str, str], test_fraction: float = 0.25, seed: int = 0,
     model: str | None = None, storage_options: dict[str, Any] | None = None, kind: str = "linear",
     compare: bool = False,
 ) -> TrainResult:
     """A head of `kind` on the labelled clips: the accuracy comes from a fit on a stratified split, the saved head
-    from a fit on all of them. compare: a linear head on the clips' embeddings is fitted on the same split too."""
+    from a fit on all of them. compare: a linear head on the clips' embeddings is fitted on the same split too.
+    A linear head streams the labelled clips' embeddings from the table (LabelledClips)."""
     from sklearn.model_selection import train_test_split
 
     head_kind = get_head_kind(kind)
     ids = list(labels)
-    data = LABELLED_INPUTS[head_kind.reads](out, ids, model, storage_options)
+    streamed = head_kind.reads == CLIP_INPUT
+    clips = LabelledClips(out, ids, model, storage_options) if streamed or compare else None  # checks the ids
+    data = None if streamed else LABELLED_INPUTS[head_kind.reads](out, ids, model if clips is None else clips.model, storage_options)
     classes = sorted(set(labels.values()))
     if len(classes) < 2:
         raise ValueError(f"labels: need at least two classes, got {classes}")
@@ -130,13 +191,17 @@ def train_head(
     if len(ids) - n_test < len(classes):
         raise ValueError(f"labels: {len(ids)} clips are too few to train and hold out {n_test} for {len(classes)} classes")
     train, test = train_test_split(np.arange(len(ids)), test_size=n_test, stratify=y, random_state=seed)
-    accuracy, seconds = _held_out(head_kind, data, y, train, test, seed)
+    if data is None:
+        accuracy, seconds = _held_out_streamed(clips, ids, y, classes, train, test)
+        head = LinearHead.fit_batches(clips.batches({c: classes.index(labels[c]) for c in ids}), classes, clips.model)
+    else:
+        accuracy, seconds = _held_out(head_kind, data, y, train, test, seed)
+        head = head_kind.fit(data.inputs, y.tolist(), data.model, seed)
     baseline = baseline_seconds = None
     if compare:
-        linear = get_head_kind("linear")
-        baseline, baseline_seconds = _held_out(linear, LABELLED_INPUTS[linear.reads](out, ids, data.model, storage_options), y, train, test, seed)
+        baseline, baseline_seconds = _held_out_streamed(clips, ids, y, classes, train, test)
     # the accuracy estimates the held-out error; the saved head then learns from every labelled clip
-    head = replace(head_kind.fit(data.inputs, y.tolist(), data.model, seed), held_out_accuracy=accuracy)
+    head = replace(head, held_out_accuracy=accuracy)
     return TrainResult(head, len(train), len(test), accuracy, seconds, baseline, baseline_seconds)
 
 
@@ -165,9 +230,11 @@ def _check_dim(head: ClipHead, head_path: str, dim: int) -> None:
 def _stored_clip_inputs(
     out: str, head: ClipHead, head_path: str, storage_options: dict[str, Any] | None
 ) -> Iterator[tuple[pa.Table, list[np.ndarray]]]:
-    stored = load_clip_embeddings(out, list(PREDICTED_COLUMNS), head.embedding_model, storage_options)
-    _check_dim(head, head_path, stored.matrix.shape[1])
-    yield stored.clips, stored.matrix
+    ds = embedded_clips(out, storage_options)
+    pick_model(out, stored_models(ds), head.embedding_model)
+    for batch, matrix in clip_batches(ds, head.embedding_model, ["video_id", *PREDICTED_COLUMNS]):
+        _check_dim(head, head_path, matrix.shape[1])
+        yield pa.Table.from_batches([batch]), matrix
 
 
 def _stored_frame_inputs(

@@ -1,28 +1,31 @@
 """Nearest clips by cosine similarity of stored embeddings to a clip, an image, or a frame of a video.
 
-Stored embeddings are L2-normalised, so cosine similarity is a dot product: one pass over the matrix (memory
-bandwidth bound) and argpartition instead of a full sort. Rows go through in blocks of about a million, which
-bounds the scores' memory on any archive size; smaller blocks were slower (more BLAS calls, measured in
-benchmarks/README.md).
+Two paths. Indexed (the default when the snapshot's clips version has an index, vidbatch/store/vector_index.py):
+an HNSW search in the memory-mapped index of the model, approximate (recall and latency in benchmarks/README.md),
+similarities computed on the index's f16 vectors. Exact (`exact=True`, or no index of that version): one pass
+over the embeddings, streamed from the Delta table's files at the snapshot version in Arrow batches (only the
+columns a hit shows are read), so memory stays at a few batches on any archive size. Stored embeddings are
+L2-normalised, so cosine similarity is a dot product, and argpartition replaces a full sort.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import av
 import numpy as np
-import torch
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from vidbatch.config import TaskConfig
-from vidbatch.core.ids import video_id_for
-from vidbatch.decode.decoder import decode_unit, frame_to_array
-from vidbatch.infer.models import resolve_weights
-from vidbatch.infer.tasks.classify import ImageClassifierTask
-from vidbatch.plan.clips import ClipPlan, WorkUnit
-from vidbatch.plan.probe import probe_video
-from vidbatch.read.embeddings import load_clip_embeddings
-from vidbatch.store.committed import run_manifests
+from vidbatch.core.storage import OutputStore
+from vidbatch.read.embeddings import (
+    clip_batches,
+    embedded_clips,
+    pick_model,
+    stored_models,
+)
+from vidbatch.store.committed import snapshot_versions
+from vidbatch.store.vector_index import IndexReader, first_label, read_catalog
 
 BLOCK_ROWS = 1 << 20
 
@@ -45,53 +48,6 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int, block_rows: int = BLOCK
     return best_idx[order], best_sim[order]
 
 
-def task_config_for(model: str, out: str, storage_options: dict[str, Any] | None = None) -> TaskConfig:
-    """The classify task config of the newest run that produced `model` embeddings (its weights_path included)."""
-    for manifest in reversed(run_manifests(out, storage_options)):
-        for task in manifest.get("config", {}).get("tasks", []):
-            if task.get("task") != "classify":
-                continue
-            cfg = TaskConfig.model_validate(task)
-            if f"{cfg.model}:{resolve_weights(cfg.model, cfg.weights).label}" == model:
-                return cfg
-    raise ValueError(f"{out}/runs: no run manifest has a classify task for {model}; cannot embed a query image")
-
-
-class QueryEmbedder:
-    """Embeds query images exactly like the job embedded clips: same model, preprocessing, pooling."""
-
-    def __init__(self, cfg: TaskConfig, storage_options: dict[str, Any] | None = None):
-        self.task = ImageClassifierTask(cfg, torch.device("cpu"), storage_options)
-        self.spec = ImageClassifierTask.frame_spec(cfg)
-
-    def embed_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(n, crop, crop, 3) uint8 frames -> one L2-normalised embedding (mean-pooled, as a clip's)."""
-        out = self.task.predict(torch.from_numpy(frames), [len(frames)], batch_size=16)
-        return np.asarray(out["embedding"][0], np.float32)
-
-    def embed_image(self, path: str) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as image:
-                frame = av.VideoFrame.from_image(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path}: cannot read image ({e})") from None
-        return self.embed_frames(frame_to_array(frame, self.spec)[None])
-
-    def embed_video_frame(self, uri: str, at_s: float, storage_options: dict[str, Any] | None = None) -> np.ndarray:
-        """The frame on screen at `at_s` seconds, decoded by the job's own decoder."""
-        info = probe_video(uri, storage_options)
-        if not 0 <= at_s <= info.duration_s:
-            raise ValueError(f"--at {at_s}: outside {uri} (0 to {info.duration_s:.3f} s)")
-        plan = ClipPlan(0, "query", at_s, at_s, (at_s,))
-        unit = WorkUnit(uri, video_id_for(uri), 0, info.start_s, info.keyframe_interval_s, (plan,))
-        (decoded,) = list(decode_unit(unit, self.spec, storage_options=storage_options))
-        if decoded.error:
-            raise ValueError(f"--at {at_s}: {decoded.error}")
-        return self.embed_frames(decoded.frames)
-
-
 @dataclass(frozen=True)
 class SearchQuery:
     like: str | None = None  # a stored clip id
@@ -107,29 +63,94 @@ class SearchQuery:
             raise ValueError("--video and --at go together")
 
 
-def search(
-    out: str, query: SearchQuery, k: int = 10, model: str | None = None, storage_options: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """Top-k clips as rows: clip_id, video_uri, start_s, end_s, label, similarity."""
-    query.check()
-    stored = load_clip_embeddings(out, ["video_uri", "start_s", "end_s", "labels"], model, storage_options)
+HIT_COLUMNS = ("clip_id", "video_uri", "start_s", "end_s")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[dict[str, Any]]  # clip_id, video_uri, start_s, end_s, label, similarity; best first
+    method: str  # "index" or "exact"
+    note: str  # why this method, for the user
+
+
+def exact_top_k(ds: pa.dataset.Dataset, model: str, vector: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """The k best clips over every stored embedding of `model`, streamed in batches; ties go to the lower
+    clip_id, so the answer does not depend on the order of the table's files."""
+    best: pa.Table | None = None
+    for batch, matrix in clip_batches(ds, model, [*HIT_COLUMNS, "labels"]):
+        _check_dim(vector, matrix.shape[1])
+        idx, sims = top_k(matrix, vector, k)
+        labels = batch["labels"] if "labels" in batch.schema.names else pa.nulls(batch.num_rows, pa.list_(pa.string()))
+        part = pa.table({
+            **{c: batch[c].take(pa.array(idx)) for c in HIT_COLUMNS},
+            "label": first_label(labels.take(pa.array(idx))), "similarity": pa.array(sims, pa.float64()),
+        })
+        best = part if best is None else pa.concat_tables([best, part])
+        best = best.sort_by([("similarity", "descending"), ("clip_id", "ascending")]).slice(0, k)
+    return [] if best is None else best.to_pylist()
+
+
+def _query_vector(
+    out: str, query: SearchQuery, model: str, like: Any, storage_options: dict[str, Any] | None
+) -> np.ndarray:
+    """like: the stored-clip lookup of the path in use (clip id -> its embedding, or None)."""
     if query.like is not None:
-        ids = stored.clips["clip_id"].to_pylist()
-        if query.like not in ids:
-            raise ValueError(f"--like {query.like}: no such clip id in {out}/clips")
-        vector = stored.matrix[ids.index(query.like)]
-    else:
-        embedder = QueryEmbedder(task_config_for(stored.model, out, storage_options), storage_options)
-        if query.image is not None:
-            vector = embedder.embed_image(query.image)
-        else:
-            vector = embedder.embed_video_frame(query.video, query.at_s, storage_options)
-    if len(vector) != stored.matrix.shape[1]:
-        raise ValueError(f"the query embedding has {len(vector)} dimensions, the stored ones {stored.matrix.shape[1]}")
-    idx, sims = top_k(stored.matrix, vector, k)
-    rows = stored.clips.take(idx).select(["clip_id", "video_uri", "start_s", "end_s", "labels"]).to_pylist()
-    return [
-        {**{k_: r[k_] for k_ in ("clip_id", "video_uri", "start_s", "end_s")},
-         "label": (r["labels"] or [None])[0], "similarity": float(s)}
-        for r, s in zip(rows, sims)
-    ]
+        vector = like(query.like)
+        if vector is None:
+            raise ValueError(f"--like {query.like}: no such clip id in {out}/clips (model {model})")
+        return vector
+    from vidbatch.read.query_embedding import (  # torch: only to embed a query
+        QueryEmbedder,
+        task_config_for,
+    )
+
+    embedder = QueryEmbedder(task_config_for(model, out, storage_options), storage_options)
+    if query.image is not None:
+        return embedder.embed_image(query.image)
+    return embedder.embed_video_frame(query.video, query.at_s, storage_options)
+
+
+def _check_dim(vector: np.ndarray, dim: int) -> None:
+    if len(vector) != dim:
+        raise ValueError(f"the query embedding has {len(vector)} dimensions, the stored ones {dim}")
+
+
+def run_search(
+    out: str, query: SearchQuery, k: int = 10, model: str | None = None, storage_options: dict[str, Any] | None = None,
+    as_of: str | None = None, exact: bool = False,
+) -> SearchResult:
+    """Top-k clips of the snapshot (the latest complete run, or run `as_of`): through its index when one covers
+    the snapshot's clips version and `exact` is off, else by the exact streamed search (see module doc)."""
+    query.check()
+    versions = snapshot_versions(out, storage_options, as_of)
+    ds = embedded_clips(out, storage_options, versions=versions)
+    version = versions["clips"]
+    store = OutputStore(out, storage_options)
+    catalog = None if exact else read_catalog(store, version)
+    if catalog is not None:
+        model = pick_model(out, sorted(catalog), model)
+        with tempfile.TemporaryDirectory(prefix="vidbatch-search-") as tmp:
+            reader = IndexReader(store, version, catalog[model], tmp)
+            vector = _query_vector(out, query, model, reader.vector_of, storage_options)
+            _check_dim(vector, catalog[model].dim)
+            hits = reader.search(vector, k)
+        rows = [{**{c: h.row[c] for c in HIT_COLUMNS}, "label": h.row["label"], "similarity": h.similarity} for h in hits]
+        return SearchResult(rows, "index", f"index of clips version {version} ({catalog[model].rows} clips)")
+    model = pick_model(out, stored_models(ds), model)
+
+    def like(clip_id: str) -> np.ndarray | None:
+        found = list(clip_batches(ds, model, [], only=pc.field("clip_id") == clip_id))
+        return found[0][1][0] if found else None
+
+    vector = _query_vector(out, query, model, like, storage_options)
+    rows = exact_top_k(ds, model, np.asarray(vector, np.float32), k)
+    why = "--exact" if exact else f"no index of clips version {version}"
+    return SearchResult(rows, "exact", f"exact search ({why})")
+
+
+def search(
+    out: str, query: SearchQuery, k: int = 10, model: str | None = None, storage_options: dict[str, Any] | None = None,
+    as_of: str | None = None, exact: bool = False,
+) -> list[dict[str, Any]]:
+    """Top-k clips as rows: clip_id, video_uri, start_s, end_s, label, similarity (see run_search)."""
+    return run_search(out, query, k, model, storage_options, as_of, exact).hits

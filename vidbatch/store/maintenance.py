@@ -9,6 +9,7 @@ from vidbatch.store import delta
 from vidbatch.store.commits import abandoned_staging
 from vidbatch.store.committed import check_layout, record_snapshot
 from vidbatch.store.lease import live_holders
+from vidbatch.store.vector_index import update_after_commit
 
 
 def _output(out: str, storage_options: dict[str, Any] | None) -> tuple[OutputStore, dict[str, str] | None]:
@@ -38,8 +39,9 @@ def vacuum_output(
 def optimize_output(out: str, storage_options: dict[str, Any] | None, zorder_by: list[str] | None) -> dict[str, Any]:
     """Compacts every table; readers' snapshot moves to the compacted versions (same rows), so vacuum may then
     remove the small files."""
-    _, options = _output(out, storage_options)
+    store, options = _output(out, storage_options)
     metrics = delta.optimize(out, options, zorder_by)
+    update_after_commit(store, options)  # compaction rewrote the clips files: the index re-reads them
     record_snapshot(out, storage_options, "optimize", zorder_by=zorder_by or [])
     return metrics
 
