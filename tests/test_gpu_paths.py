@@ -198,3 +198,33 @@ def test_a_cuda_fault_restarts_the_actor_then_ends_the_run(video_dir: Path, tmp_
     assert not list(out.glob("errors/**/*.parquet"))  # no error rows were written: the run crashed, resumable
     died = {p for p in Path(ray_tmp).glob("ray/session_*/logs/worker-*.err") if "(injected)" in p.read_text()}
     assert len(died) >= 2, died  # the first process, then at least one restarted one
+
+
+@pytest.mark.parametrize(
+    ("cpus", "decode_cpus", "want"),
+    [(2, 1.0, (2, 0.5, 1)), (1, 1.0, (1, 0.0, 1)), (16, 1.0, (16, 0.6875, 1)), (8, 2.0, (8, 0.5, 1)), (3.5, 1.0, (3, 0.6666, 1))],
+)
+def test_cpu_pool_is_one_single_threaded_actor_per_core_beside_the_decode_share(cpus, decode_cpus, want):
+    from vidbatch.core.devices import cpu_pool_size
+
+    size = cpu_pool_size(cpus, decode_cpus)
+    assert (size.actors, size.num_cpus, size.threads) == want
+    # every actor starts at once and at least one decode task still fits beside them
+    assert size.actors * size.num_cpus + decode_cpus <= max(1, int(cpus)) + 1e-6
+
+
+def test_cpu_pool_sizing_honours_explicit_settings():
+    from vidbatch.pipeline import _sized_inference
+
+    auto = _sized_inference(load_config(), cluster_cpus=2, cluster_gpus=0)
+    assert (auto.num_actors, auto.num_cpus, auto.threads) == (2, 0.5, 1)
+    assert _sized_inference(load_config(sets=["inference.threads=2"]), 2, 0).threads == 2
+    for sets in (["inference.num_actors=1"], ["inference.num_cpus=1"], ["inference.device=cuda"]):
+        cfg = load_config(sets=sets)
+        assert _sized_inference(cfg, 2, 0) == cfg.inference, sets
+    assert _sized_inference(load_config(), 2, cluster_gpus=1) == load_config().inference  # auto on a GPU cluster
+
+
+def test_the_sized_cpu_pool_passes_the_capacity_check(cluster):
+    for cpus in (1, 2, 16):
+        cluster(cpus=cpus, gpus=0)(load_config())

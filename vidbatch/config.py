@@ -155,9 +155,14 @@ class InferenceConfig(StrictModel):
     )
     num_actors: int | None = Field(
         None, gt=0, description="Actors in the pool: a GPU pool grows from 1 up to this many (default: as many as the "
-        "cluster's GPUs hold, counting those its autoscaler can add); a CPU pool has this size (default 1)."
+        "cluster's GPUs hold, counting those its autoscaler can add); a CPU pool has this size (default, with num_cpus "
+        "also unset: one single-threaded actor per cluster CPU, reserving together what decoding's share leaves, "
+        "vidbatch/core/devices.py cpu_pool_size)."
     )
-    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved per actor.")
+    num_cpus: float = Field(
+        1.0, gt=0, description="Ray CPUs reserved per actor; when neither this nor num_actors is set, a CPU pool is "
+        "sized to the cluster instead (see num_actors)."
+    )
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads per actor; default num_cpus. More than num_cpus borrows cores that "
         "decode tasks leave idle once decoding is ahead of inference."

@@ -38,7 +38,7 @@ from vidbatch.config import (
     RayConfig,
     ShotsConfig,
 )
-from vidbatch.core.devices import PoolRequest, pool_request
+from vidbatch.core.devices import PoolRequest, cpu_pool_size, pool_request
 from vidbatch.core.errors import ErrorRow, errors_table, failed_videos, merge_per_video
 from vidbatch.core.faults import is_device_fault
 from vidbatch.core.schema import SHOTS, clips_schema, result_schema, thumbnail_fields
@@ -167,6 +167,18 @@ def _imported_in_actor(path: str) -> type:
 
     Imported.__name__ = Imported.__qualname__ = name  # Ray Data's operator name: MapBatches(ClipInferenceActor)
     return Imported
+
+
+def _sized_inference(config: JobConfig, cluster_cpus: float, cluster_gpus: float) -> InferenceConfig:
+    """A CPU pool whose size the user left open (num_actors and num_cpus unset) is sized to the cluster
+    (`cpu_pool_size`); settings the user gave stay as given (threads included)."""
+    inf = config.inference
+    if _request(inf, cluster_gpus).device != "cpu" or inf.num_actors is not None or "num_cpus" in inf.model_fields_set:
+        return inf
+    size = cpu_pool_size(cluster_cpus, config.decode.num_cpus)
+    return inf.model_copy(
+        update={"num_actors": size.actors, "num_cpus": size.num_cpus, "threads": inf.threads or size.threads}
+    )
 
 
 def _map_with_actor_pool(
@@ -367,8 +379,8 @@ def _clip_stream(
     if not config.tasks:
         # same remote args: Ray fuses this into the decode tasks, so frames never leave the process that decoded them
         return _retrying(ds.map_batches, functools.partial(_decoded_rows, schema=schema), batch_size=None, **decode_args)
-    inf = config.inference
     cluster_gpus = _cluster_gpus()
+    inf = _sized_inference(config, ray.cluster_resources().get("CPU", 1.0), cluster_gpus)
     request = _request(inf, cluster_gpus)
     constructor = {
         "tasks": config.tasks, "cfg": inf.model_copy(update={"device": request.device}),
@@ -407,7 +419,8 @@ def _check_capacity(config: JobConfig) -> None:
     dec, sh = config.decode, config.shots
     problems = []
     if config.tasks:
-        problems += _pool_problems("inference", config.inference, _request(config.inference, gpus), cpus, gpus, dec.num_cpus)
+        inf = _sized_inference(config, cpus, gpus)
+        problems += _pool_problems("inference", inf, _request(inf, gpus), cpus, gpus, dec.num_cpus)
     elif dec.num_cpus > cpus:
         problems.append(f"decode.num_cpus ({dec.num_cpus:g}) exceeds the Ray cluster's {cpus:g} CPUs")
     if dec.memory_mb != "auto" and dec.memory_mb * MiB > (largest := _largest_node_memory()):

@@ -8,6 +8,7 @@ runs a model, and importing torch there costs seconds and hundreds of MB.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -147,3 +148,30 @@ def pool_request(
     per_actor = num_gpus or 1.0
     most = num_actors or max(1, int(cluster_gpus // per_actor))
     return PoolRequest("cuda", per_actor, 1, most)
+
+
+# Share of a CPU classify job's work that is decoding (decode tasks' time against the inference actors' time:
+# 5.3-8.8 s against 13.5-17.7 s for mobilenet_v2 at 8 frames per 2 s clip, benchmarks/README.md, issue 12).
+DECODE_CPU_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class CpuPoolSize:
+    """A CPU inference pool sized to the cluster: actors, the Ray CPUs each reserves, torch threads each."""
+
+    actors: int
+    num_cpus: float
+    threads: int
+
+
+def cpu_pool_size(cluster_cpus: float, decode_cpus: float) -> CpuPoolSize:
+    """One single-threaded actor per CPU, reserving together what the decode tasks' share leaves.
+
+    Single-threaded actors use a core better than torch threads do (MobileNetV2 ran 1.6x, not 2x, faster on two
+    threads), and actors that reserve only part of a CPU all start at once instead of waiting for the decode tasks
+    to finish: decoding runs beside them on what they do not reserve, at least one decode task at a time.
+    """
+    cores = max(1, int(cluster_cpus))
+    decode = min(float(cores), decode_cpus * max(1, math.ceil(cores * DECODE_CPU_SHARE / decode_cpus)))
+    share = math.floor(max(0.0, cores - decode) / cores * 1e4) / 1e4  # rounded down: the decode task must still fit
+    return CpuPoolSize(actors=cores, num_cpus=share, threads=1)
