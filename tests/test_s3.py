@@ -95,7 +95,9 @@ def test_search_index_on_s3(s3_run, s3_endpoint):
     indexed = run_search("s3://vb-test/out", SearchQuery(like=clip_id), 4, storage_options=options)
     exact = run_search("s3://vb-test/out", SearchQuery(like=clip_id), 4, storage_options=options, exact=True)
     assert (indexed.method, exact.method) == ("index", "exact")
-    assert indexed.hits[0]["clip_id"] == exact.hits[0]["clip_id"] == clip_id
+    for result in (indexed, exact):  # the clip itself comes first, or tied with clips whose frames equal its own
+        top = result.hits[0]["similarity"]
+        assert clip_id in [h["clip_id"] for h in result.hits if h["similarity"] >= top - 2e-3], result.hits
     assert [h["similarity"] for h in indexed.hits] == pytest.approx([h["similarity"] for h in exact.hits], abs=2e-3)
 
 
