@@ -146,8 +146,9 @@ def _check_device_and_gpus(device: str, num_gpus: float | None) -> None:
 
 class InferenceConfig(StrictModel):
     batch_size: int | None = Field(
-        None, gt=0, description="Frames per forward pass; default 64 on CUDA, 16 on CPU (small batches stay in cache: "
-        "measured 35 vs 22 images/s for MobileNetV2 at 8 vs 64). Halved on CUDA out of memory, per task, and kept."
+        None, gt=0, description="Frames per forward pass; default 64 on CUDA, 4 on CPU (small batches stay in cache: "
+        "measured 50.7 vs 27.6 images/s for MobileNetV2 at 4 vs 16 on one thread). Halved on CUDA out of memory, per "
+        "task, and kept."
     )
     frames_per_call: int | None = Field(
         None, gt=0, description="Frames handed to an actor per Ray call, at least one forward batch; default 512 on "

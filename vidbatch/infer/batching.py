@@ -6,7 +6,9 @@ from typing import Literal
 
 from vidbatch.config import InferenceConfig
 
-DEFAULT_FORWARD_BATCH = {"cuda": 64, "cpu": 16}
+# CPU: small batches stay in cache; bare MobileNetV2 on one thread here ran 50.7 images/s at 4, 27.6 at 16
+# (benchmarks/README.md, "After the issue 12 and 13 merges")
+DEFAULT_FORWARD_BATCH = {"cuda": 64, "cpu": 4}
 FRAMES_PER_GPU_CALL = 512  # per Ray call to a GPU actor: Ray's per-call cost must not leave the GPU idle between calls
 
 
