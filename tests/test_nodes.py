@@ -22,10 +22,12 @@ RUN_SPECIFIC = ["run_id", "dt"]  # columns that name the run rather than the cli
 
 
 def _job(archive: Path, out: Path) -> dict:
-    # one-second units: 12 decode tasks to spread
+    # one-second units: 12 decode tasks to spread. Probed in Ray tasks, not on the driver: the probe tasks start a
+    # worker on each node, and the decode tasks (milliseconds each) then find both ready instead of finishing on the
+    # first node while the second one's first worker is still starting
     return {
         "inputs": [str(archive)], "output": str(out), "tasks": [], "clips": {"clip_seconds": 1.0},
-        "decode": {"unit_seconds": 1.0}, "ray": {"progress_bars": False},
+        "decode": {"unit_seconds": 1.0}, "probe": {"driver_max_videos": 0}, "ray": {"progress_bars": False},
     }
 
 
